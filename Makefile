@@ -1,0 +1,40 @@
+# draftflow: `make run` does the whole nightly loop on the embedded corpus; `make test` runs the suite.
+# Both create .venv on first use and install the project into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU build of PyTorch that lies on this machine's disk; a bare `torch` would pull a multi-GB
+# CUDA wheel. Override on a GPU box, e.g. `make install TORCH_SPEC='torch==2.13.0'` with a CUDA index.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install run test test-fast lint format clean-data
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## run the nightly flow on the embedded default corpus (pass more flags with ARGS="...")
+run: $(STAMP)
+	$(BIN)/draftflow run $(ARGS)
+
+## lint + the whole test suite, slow end-to-end tests included (CI runs exactly this)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## the suite without the slow end-to-end tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .

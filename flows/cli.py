@@ -1,0 +1,229 @@
+"""The `draftflow` command line: the whole nightly run, each stage alone, and the review queue."""
+
+from __future__ import annotations
+
+from flows.prefect_env import configure_prefect_env
+
+configure_prefect_env()  # before anything imports Prefect
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from flows import console  # noqa: E402
+from flows.cli_review import review_app  # noqa: E402
+from storage.errors import DraftflowError  # noqa: E402
+from storage.settings import HOME_ENV, Settings  # noqa: E402
+
+app = typer.Typer(help="draftflow: fine-tune a causal LM on your corpus, write drafts, review them.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(review_app, name="review")
+
+CorpusOpt = Annotated[list[str] | None, typer.Option(
+    "--corpus", "-c", help="File, folder, NAME=PATH or 'python-stdlib-docs' (repeatable).")]
+BaseModelOpt = Annotated[str | None, typer.Option(
+    "--base-model", help="'scratch', a version (v0003), a local folder or a hub id; default: latest version.")]
+
+
+@app.callback()
+def _global(home: Annotated[Path | None, typer.Option(
+        "--home", help=f"Data home (corpora, models, default database); default ${HOME_ENV} or ~/.draftflow.")] = None,
+            ) -> None:
+    if home is not None:
+        os.environ[HOME_ENV] = str(home.expanduser().resolve())
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _db():  # type: ignore[no-untyped-def]
+    from storage.db import open_database
+
+    return open_database(_settings().database_url)
+
+
+@app.command()
+def run(
+    corpus: CorpusOpt = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines or JSONL).")] = None,
+    base_model: BaseModelOpt = None,
+    max_train_minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
+    max_train_steps: Annotated[int, typer.Option(help="Training budget in optimizer steps.")] = 5000,
+    samples_per_prompt: Annotated[int, typer.Option(help="Drafts per prompt.")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens per draft at most.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 1234,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the whole nightly flow: ingest, clean, tokenize, fine-tune, generate, queue for review."""
+    from flows.params import NightlyParams
+    from tasks.finetune import TrainParams
+    from tasks.generate import GenerationParams
+    from tasks.prompts import load_prompts
+    from tasks.sources import SourceSpec
+
+    corpus = corpus or ["python-stdlib-docs"]
+    for spec in corpus:  # fail on a bad path now, not minutes into the run
+        SourceSpec.parse(spec)
+    load_prompts(prompts)
+    params = NightlyParams(
+        corpus=corpus, prompts_file=str(prompts) if prompts else None, base_model=base_model,
+        home=str(_settings().home),
+        training=TrainParams(max_minutes=max_train_minutes, max_steps=max_train_steps, seed=seed),
+        generation=GenerationParams(samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
+                                    seed=seed))
+    from flows.nightly import nightly
+    from flows.prefect_env import hide_user_error_tracebacks
+
+    hide_user_error_tracebacks()
+    summary = nightly(params)
+    if as_json:
+        console.print_json(summary.model_dump(mode="json"))
+        return
+    console.out.print(console.summary_table(summary))
+    console.out.print(f"\nData, models and the drafts database are in {summary.home}")
+    console.out.print("Review the drafts:  [bold]draftflow review list --status pending[/]", highlight=False)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders, NAME=PATH or 'python-stdlib-docs'.")],
+    text_field: Annotated[str, typer.Option(help="Text field (JSONL) / column (Parquet).")] = "text",
+) -> None:
+    """Read sources into corpus/raw; unreadable files and lines go to corpus/rejected with a reason."""
+    from tasks.ingest import ingest_corpus
+
+    ref = ingest_corpus(paths, _settings(), text_field=text_field)
+    _print_stats("ingest", ref.path, ref.stats)
+
+
+@app.command()
+def clean(
+    min_words: Annotated[int, typer.Option(help="Reject documents with fewer words.")] = 5,
+    min_alpha_ratio: Annotated[float, typer.Option(help="Reject documents with a lower letter share.")] = 0.5,
+) -> None:
+    """Normalize, filter and deduplicate corpus/raw into corpus/clean."""
+    from storage.refs import dataset_ref
+    from tasks.clean import CleanParams, clean_corpus
+
+    settings = _settings()
+    raw = dataset_ref(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
+    ref = clean_corpus(raw, settings, CleanParams(min_words=min_words, min_alpha_ratio=min_alpha_ratio))
+    _print_stats("clean", ref.path, ref.stats)
+
+
+@app.command()
+def tokenize(
+    base_model: BaseModelOpt = None,
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size (scratch).")] = 8192,
+    block_size: Annotated[int, typer.Option(help="Tokens per training block.")] = 256,
+) -> None:
+    """Train (or reuse the base model's) tokenizer and pack corpus/clean into token blocks."""
+    from storage.refs import dataset_ref
+    from tasks.base_model import resolve_base_model
+    from tasks.tokenize import TokenizeParams
+    from tasks.tokenize import tokenize as tokenize_task
+
+    settings = _settings()
+    cleaned = dataset_ref(settings.clean_dir, "clean corpus", "run `draftflow clean` first")
+    base = resolve_base_model(base_model, _db())
+    ref = tokenize_task.fn(cleaned, base, settings, TokenizeParams(vocab_size=vocab_size, block_size=block_size))
+    _print_stats("tokenize", ref.path, {"tokens": ref.tokens, "train_blocks": ref.train_blocks,
+                                        "val_blocks": ref.val_blocks, "vocab_size": ref.tokenizer.vocab_size})
+
+
+@app.command()
+def finetune(
+    base_model: BaseModelOpt = None,
+    max_minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
+    max_steps: Annotated[int, typer.Option(help="Training budget in optimizer steps.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and batches.")] = 1234,
+) -> None:
+    """Train on the latest tokenized corpus and register a new model version."""
+    from storage.runs import finish_run, start_run
+    from tasks.base_model import resolve_base_model
+    from tasks.finetune import TrainParams, train_model
+    from tasks.tokenize import latest_tokens
+
+    settings, db = _settings(), _db()
+    tokens = latest_tokens(settings)
+    base = resolve_base_model(base_model, db)
+    run_id = uuid.uuid4().hex
+    params = TrainParams(max_minutes=max_minutes, max_steps=max_steps, seed=seed)
+    start_run(db, run_id, "finetune", params.model_dump())
+    with console.progress_bar("fine-tune") as progress:
+        model = train_model(tokens, base, params, db, settings, run_id=run_id, progress=progress)
+    finish_run(db, run_id, "completed", summary=model.model_dump())
+    _print_stats("finetune", model.path, {"version": model.name, "steps": model.steps,
+                                          "train_loss": round(model.train_loss or 0, 4),
+                                          "val_loss": round(model.val_loss or 0, 4)})
+
+
+@app.command()
+def generate(
+    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines or JSONL).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model version (v0003); default: the latest.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Resume this run: only missing drafts are made.")] = None,
+    samples_per_prompt: Annotated[int, typer.Option(help="Drafts per prompt.")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens per draft at most.")] = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.8,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 1234,
+) -> None:
+    """Write drafts for every prompt with a registered model and put them in the review queue."""
+    from storage.refs import ModelRef
+    from storage.registry import get_model_version, latest_model_version
+    from storage.runs import finish_run, start_run
+    from tasks.generate import GenerationParams, generate_drafts
+    from tasks.prompts import load_prompts
+    from tasks.review import queue_run
+
+    db = _db()
+    rows = load_prompts(prompts)
+    info = get_model_version(db, model) if model else latest_model_version(db)
+    if info is None:
+        raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")
+    params = GenerationParams(samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
+                              temperature=temperature, top_p=top_p, seed=seed)
+    run_id = run_id or uuid.uuid4().hex
+    start_run(db, run_id, "generate", params.model_dump())
+    with console.progress_bar("generate") as progress:
+        result = generate_drafts(ModelRef(version_id=info.id, name=info.name, path=info.path), rows, params,
+                                 db, run_id, progress=progress)
+    queued = queue_run(db, run_id)
+    finish_run(db, run_id, "completed", summary=result.model_dump())
+    _print_stats("generate", f"run {run_id}", {"drafts_new": result.drafts_new,
+                                               "drafts_skipped": result.drafts_skipped,
+                                               "queued": queued.queued,
+                                               "tokens_per_second": round(result.tokens_per_second)})
+    console.out.print("Review them:  [bold]draftflow review list --status pending[/]")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show the last runs, the model versions and the review queue."""
+    from flows.status import print_status
+
+    print_status(_db(), as_json)
+
+
+def _print_stats(stage: str, where: str, stats: dict[str, object]) -> None:
+    body = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items())
+    console.out.print(f"[bold]{stage}[/] → {where}: {body}", highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry: user errors become one line on stderr and exit code 1."""
+    try:
+        app()
+    except DraftflowError as exc:
+        console.fail(str(exc))
+    except KeyboardInterrupt:
+        console.fail("interrupted", code=130)
+
+
+if __name__ == "__main__":
+    main()

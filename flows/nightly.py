@@ -1,0 +1,103 @@
+"""The nightly flow: ingest -> clean -> tokenize -> fine_tune [gpu] -> generate -> queue_for_review.
+
+Stages pass references (paths + fingerprints, version ids), never the data itself.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from flows.params import NightlyParams, RunSummary
+from storage.db import open_database
+from storage.runs import finish_run, start_run
+from storage.settings import Settings
+from tasks.base_model import resolve_base_model
+from tasks.clean import clean
+from tasks.finetune import fine_tune
+from tasks.generate import generate
+from tasks.ingest import ingest
+from tasks.review import queue_for_review
+from tasks.tokenize import tokenize
+
+T = TypeVar("T")
+
+
+def _timed(seconds: dict[str, float], stage: str, call: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    try:
+        return call()
+    finally:
+        seconds[stage] = round(time.perf_counter() - started, 2)
+
+
+@flow(name="draftflow-nightly", description="Fine-tune on the latest corpus and queue fresh drafts for review.")
+def nightly(params: NightlyParams | None = None) -> RunSummary:
+    """Walk the whole loop once; the run and its summary are recorded in the `runs` table."""
+    params = params or NightlyParams()
+    settings = Settings.from_env(params.home)
+    db = open_database(settings.database_url)
+    run_id = flow_run.get_id() or uuid.uuid4().hex
+    start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+    seconds: dict[str, float] = {}
+    try:
+        summary = _run_stages(params, settings, db, run_id, seconds)
+    except BaseException as exc:
+        finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(db, run_id, "completed", summary=summary.model_dump(mode="json"),
+               corpus_fingerprint=summary.corpus_fingerprint)
+    create_markdown_artifact(render_markdown(summary), key="nightly-summary",
+                             description="What this nightly run did, stage by stage")
+    return summary
+
+
+def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
+                seconds: dict[str, float]) -> RunSummary:
+    raw = _timed(seconds, "ingest", lambda: ingest(params.corpus, settings, params.text_field))
+    cleaned = _timed(seconds, "clean", lambda: clean(raw, settings, params.clean))
+    base = resolve_base_model(params.base_model, db)
+    tokens = _timed(seconds, "tokenize", lambda: tokenize(cleaned, base, settings, params.tokenize))
+    model = _timed(seconds, "fine_tune", lambda: fine_tune(tokens, base, params.training, settings, run_id))
+    generated = _timed(seconds, "generate",
+                       lambda: generate(model, params.prompts_file, params.generation, settings, run_id))
+    queued = _timed(seconds, "queue_for_review", lambda: queue_for_review(run_id, settings))
+    reasons = {k.removeprefix("rejected_"): v for stats in (raw.stats, cleaned.stats)
+               for k, v in stats.items() if k.startswith("rejected_")}
+    return RunSummary(
+        run_id=run_id, home=str(settings.home),
+        documents_ingested=raw.stats["seen"], documents_kept=cleaned.rows,
+        documents_rejected=raw.stats["rejected"] + cleaned.stats["rejected"], rejected_by_reason=reasons,
+        corpus_fingerprint=cleaned.fingerprint, tokens=tokens.tokens, train_blocks=tokens.train_blocks,
+        val_blocks=tokens.val_blocks,
+        tokenizer_id=tokens.tokenizer.tokenizer_id, base_model=base.label, model_version=model.name,
+        model_path=model.path, train_steps=model.steps, train_loss=model.train_loss,
+        val_loss=model.val_loss, perplexity=model.perplexity,
+        drafts_generated=generated.drafts_new, drafts_queued=queued.queued,
+        generate_tokens_per_second=round(generated.tokens_per_second, 1), queue=queued.queue,
+        seconds=seconds)
+
+
+def render_markdown(s: RunSummary) -> str:
+    rows = [("Documents ingested", s.documents_ingested), ("Documents kept", s.documents_kept),
+            ("Documents rejected", s.documents_rejected), ("Tokens (train + val)", s.tokens),
+            ("Base model", s.base_model), ("Model version", s.model_version), ("Train steps", s.train_steps),
+            ("Train loss", _fmt(s.train_loss)), ("Validation loss", _fmt(s.val_loss)),
+            ("Perplexity", _fmt(s.perplexity)), ("Drafts queued", s.drafts_queued),
+            ("Generation tokens/s", s.generate_tokens_per_second)]
+    lines = ["# Nightly run", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
+             "## Rejected by reason", "", "| reason | documents |", "|---|---|",
+             *[f"| {k} | {v} |" for k, v in sorted(s.rejected_by_reason.items())], "",
+             "## Stage timings (s)", "", "| stage | seconds |", "|---|---|",
+             *[f"| {k} | {v} |" for k, v in s.seconds.items()]]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -1,0 +1,58 @@
+"""The nightly flow's one parameter model: the Prefect UI renders it as a form with defaults."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tasks.clean import CleanParams
+from tasks.finetune import TrainParams
+from tasks.generate import GenerationParams
+from tasks.tokenize import TokenizeParams
+
+DEFAULT_CORPUS = "python-stdlib-docs"
+
+
+class NightlyParams(BaseModel):
+    """Everything a nightly run needs; each section belongs to one stage."""
+
+    corpus: list[str] = Field(
+        default_factory=lambda: [DEFAULT_CORPUS],
+        description="Files, folders (`NAME=PATH` names the source) or 'python-stdlib-docs'.")
+    text_field: str = Field("text", description="Field / column holding the text in JSONL and Parquet.")
+    prompts_file: str | None = Field(None, description="Prompts file (lines or JSONL); empty = shipped defaults.")
+    base_model: str | None = Field(
+        None, description="Empty: continue from the latest model version (scratch if none). "
+                          "'scratch', a version (v0003), a local folder or a hub id.")
+    home: str | None = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
+    clean: CleanParams = Field(default_factory=CleanParams)
+    tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
+    training: TrainParams = Field(default_factory=TrainParams)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class RunSummary(BaseModel):
+    """What a nightly run did, stage by stage (printed by the CLI, stored in `runs.summary`)."""
+
+    run_id: str
+    home: str
+    documents_ingested: int
+    documents_kept: int
+    documents_rejected: int
+    rejected_by_reason: dict[str, int]
+    corpus_fingerprint: str
+    tokens: int
+    train_blocks: int
+    val_blocks: int
+    tokenizer_id: str
+    base_model: str
+    model_version: str
+    model_path: str
+    train_steps: int
+    train_loss: float | None
+    val_loss: float | None
+    perplexity: float | None
+    drafts_generated: int
+    drafts_queued: int
+    generate_tokens_per_second: float
+    queue: dict[str, int]
+    seconds: dict[str, float]

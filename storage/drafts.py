@@ -1,0 +1,175 @@
+"""Drafts, prompts and review events: the review queue's reads and guarded writes.
+
+Every status change is one transaction: a guarded `UPDATE ... WHERE status IN (allowed)
+RETURNING` plus its `review_events` row. Guarding in the UPDATE itself (rather than reading the
+status first) means two editors acting at once can never both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from storage.db import Database
+from storage.errors import ConflictError, NotFoundError, TransitionError
+from storage.models import Draft, DraftStatus, Prompt, ReviewEvent, utcnow
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    key: str
+    text: str
+    category: str | None
+    source: str
+
+
+def upsert_prompts(db: Database, prompts: Sequence[PromptRow]) -> dict[str, int]:
+    """Insert prompts not seen before (by key); return key -> prompt id for all of them."""
+    keys = [p.key for p in prompts]
+    with db.transaction() as session:
+        existing = dict(session.execute(select(Prompt.key, Prompt.id).where(Prompt.key.in_(keys))).all())
+        for prompt in prompts:
+            if prompt.key not in existing:
+                row = Prompt(key=prompt.key, text=prompt.text, category=prompt.category,
+                             source=prompt.source)
+                session.add(row)
+                session.flush()
+                existing[prompt.key] = row.id
+        return existing
+
+
+def existing_samples(db: Database, run_id: str) -> set[tuple[int, int]]:
+    """(prompt id, sample index) pairs already generated for a run: what a resume skips."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Draft.prompt_id, Draft.sample_index).where(Draft.run_id == run_id))
+        return {(p, s) for p, s in rows}
+
+
+def insert_drafts(db: Database, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert drafts, silently skipping any (run, prompt, sample) that already exists."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    with db.transaction() as session:
+        stmt = _insert_ignoring_duplicates(session, rows)
+        result = session.execute(stmt)
+        return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    values = [{"created_at": now, "updated_at": now, "version": 1, "scores": {},
+               "status": DraftStatus.GENERATED.value, **row} for row in rows]
+    keys = ["run_id", "prompt_id", "sample_index"]
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(Draft).values(values).on_conflict_do_nothing(index_elements=keys)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(Draft).values(values).on_conflict_do_nothing(index_elements=keys)
+    return insert(Draft).values(values)  # other backends: the unique constraint still guards
+
+
+def transition(
+    db: Database,
+    draft_id: int,
+    *,
+    action: str,
+    actor: str,
+    allowed_from: Sequence[str],
+    to_status: str | None = None,
+    note: str | None = None,
+    new_text: str | None = None,
+    expected_version: int | None = None,
+    scores: dict[str, Any] | None = None,
+) -> Draft:
+    """Apply one review action atomically and record its event.
+
+    `to_status=None` keeps the status (an edit). Raises NotFoundError for an unknown draft,
+    TransitionError when the draft's status does not allow the action, ConflictError when
+    `expected_version` is stale.
+    """
+    with db.transaction() as session:
+        guard = [Draft.id == draft_id, Draft.status.in_(list(allowed_from))]
+        if expected_version is not None:
+            guard.append(Draft.version == expected_version)
+        changes: dict[str, Any] = {"version": Draft.version + 1, "updated_at": utcnow()}
+        if to_status is not None:
+            changes["status"] = to_status
+        if new_text is not None:
+            changes["current_text"] = new_text
+        if scores is not None:
+            changes["scores"] = scores
+        # FOR UPDATE (PostgreSQL) pins the row so the event's from_status is the one we changed;
+        # SQLite ignores it and is already serialised by BEGIN IMMEDIATE.
+        before = session.execute(
+            select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar()
+        updated = session.execute(
+            update(Draft).where(*guard).values(**changes).returning(Draft.id)).scalar()
+        if updated is None:
+            _explain_refusal(session, draft_id, action, allowed_from, expected_version)
+        session.add(ReviewEvent(draft_id=draft_id, actor=actor, action=action,
+                                from_status=before, to_status=to_status or before, note=note))
+        return session.get(Draft, draft_id, populate_existing=True)
+
+
+def _explain_refusal(session: Session, draft_id: int, action: str,
+                     allowed_from: Sequence[str], expected_version: int | None) -> None:
+    draft = session.get(Draft, draft_id)
+    if draft is None:
+        raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
+    if draft.status not in allowed_from:
+        allowed = " or ".join(allowed_from)
+        raise TransitionError(f"cannot {action} draft {draft_id}: it is {draft.status}; "
+                              f"only {allowed} drafts can be {_past(action)}")
+    raise ConflictError(f"draft {draft_id} changed since version {expected_version} "
+                        f"(now version {draft.version}): reload it and apply your change again")
+
+
+def _past(action: str) -> str:
+    return {"approve": "approved", "reject": "rejected", "edit": "edited", "queue": "queued"}.get(
+        action, action + "ed")
+
+
+def get_draft(db: Database, draft_id: int) -> tuple[Draft, Prompt, list[ReviewEvent]]:
+    with db.session() as session:
+        draft = session.get(Draft, draft_id)
+        if draft is None:
+            raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
+        prompt = session.get(Prompt, draft.prompt_id)
+        events = list(session.scalars(
+            select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id)))
+        return draft, prompt, events
+
+
+def list_drafts(db: Database, status: str | None = None, run_id: str | None = None,
+                limit: int = 50, offset: int = 0) -> list[tuple[Draft, Prompt]]:
+    """Drafts oldest first (queue order), optionally one status and one run; keyset-friendly."""
+    with db.session() as session:
+        query = select(Draft, Prompt).join(Prompt, Prompt.id == Draft.prompt_id)
+        if status:
+            query = query.where(Draft.status == status)
+        if run_id:
+            query = query.where(Draft.run_id == run_id)
+        query = query.order_by(Draft.created_at, Draft.id).limit(limit).offset(offset)
+        return [(d, p) for d, p in session.execute(query).all()]
+
+
+def draft_ids(db: Database, run_id: str, status: str) -> list[int]:
+    with db.session() as session:
+        return list(session.scalars(
+            select(Draft.id).where(Draft.run_id == run_id, Draft.status == status).order_by(Draft.id)))
+
+
+def status_counts(db: Database, run_id: str | None = None) -> dict[str, int]:
+    with db.session() as session:
+        query = select(Draft.status, func.count()).group_by(Draft.status)
+        if run_id:
+            query = query.where(Draft.run_id == run_id)
+        return {status: n for status, n in session.execute(query).all()}

@@ -1,0 +1,17 @@
+"""Errors a user can cause and fix. The CLI prints them as one line, without a traceback."""
+
+
+class DraftflowError(Exception):
+    """A user-facing error: the message names the thing and, where possible, the fix."""
+
+
+class NotFoundError(DraftflowError):
+    """A draft, model version or dataset that was asked for does not exist."""
+
+
+class TransitionError(DraftflowError):
+    """A review action that the draft's current status does not allow."""
+
+
+class ConflictError(DraftflowError):
+    """A write based on a stale version of a record."""

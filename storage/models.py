@@ -1,0 +1,128 @@
+"""SQLAlchemy 2 ORM models of the drafts database (DESIGN.md §3).
+
+The tables are created and changed by Alembic migrations (storage/migrations), never by
+`create_all`: the models describe the schema, the migrations own it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DraftStatus(enum.StrEnum):
+    GENERATED = "generated"  # written by generate, not yet checked and queued
+    PENDING = "pending"  # in the review queue
+    IN_REVIEW = "in_review"  # claimed by an editor (lease)
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ARCHIVED = "archived"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # nightly, or the stage a CLI command ran
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    corpus_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)  # folder name, e.g. v0003
+    path: Mapped[str] = mapped_column(Text)
+    base: Mapped[str] = mapped_column(Text)  # "scratch", a hub id / path, or "version:v0002"
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    tokenizer_id: Mapped[str] = mapped_column(String(64))
+    corpus_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    tokens_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    hyperparams: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    perplexity: Mapped[float | None] = mapped_column(Float)
+    tokens_seen: Mapped[int] = mapped_column(Integer, default=0)
+    wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    promoted: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # source + prompt id: stable
+    text: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Draft(Base):
+    __tablename__ = "drafts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "prompt_id", "sample_index", name="uq_drafts_run_prompt_sample"),
+        Index("ix_drafts_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    original_text: Mapped[str] = mapped_column(Text)  # the model's text: never changed
+    current_text: Mapped[str] = mapped_column(Text)  # what editors made of it
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # sampling parameters
+    seed: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=DraftStatus.GENERATED)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic concurrency
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewEvent(Base):
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,77 @@
+"""Model registry: `models/<name>/` folders written by `save_pretrained` plus `model_versions` rows.
+
+A version is trained into a staging folder, then registered: the row is inserted and the folder
+moved to its final name in one step, so the registry never lists a half-written model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage.db import Database
+from storage.errors import NotFoundError
+from storage.models import ModelVersion
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: int
+    name: str
+    path: str
+    tokenizer_id: str
+    val_loss: float | None
+    perplexity: float | None
+    train_loss: float | None
+    parent_id: int | None
+
+
+def _info(row: ModelVersion) -> ModelInfo:
+    return ModelInfo(id=row.id, name=row.name, path=row.path, tokenizer_id=row.tokenizer_id,
+                     val_loss=row.val_loss, perplexity=row.perplexity,
+                     train_loss=row.train_loss, parent_id=row.parent_id)
+
+
+def register_model_version(db: Database, staged_dir: Path, models_dir: Path,
+                           **fields: Any) -> ModelInfo:
+    """Insert a `model_versions` row and move the staged folder to `models/<name>`."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with db.transaction() as session:
+        next_id = (session.scalar(select(func.max(ModelVersion.id))) or 0) + 1
+        name = f"v{next_id:04d}"
+        final = models_dir / name
+        row = ModelVersion(id=next_id, name=name, path=str(final), **fields)
+        session.add(row)
+        session.flush()  # fails here (and rolls back) before anything moves on disk
+        if final.exists():
+            shutil.rmtree(final)  # left by a crash between move and commit: never registered
+        shutil.move(str(staged_dir), final)
+        return _info(row)
+
+
+def latest_model_version(db: Database) -> ModelInfo | None:
+    """The newest promoted version: what a run with no base model continues from."""
+    with db.session() as session:
+        row = session.scalars(
+            select(ModelVersion).where(ModelVersion.promoted.is_(True))
+            .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).limit(1)
+        ).first()
+        return _info(row) if row else None
+
+
+def get_model_version(db: Database, name_or_id: str | int) -> ModelInfo:
+    with db.session() as session:
+        query = select(ModelVersion)
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            query = query.where(ModelVersion.id == int(name_or_id))
+        else:
+            query = query.where(ModelVersion.name == str(name_or_id))
+        row = session.scalars(query).first()
+        if row is None:
+            raise NotFoundError(f"model version '{name_or_id}' is not in the registry "
+                                "(see `draftflow status` for the registered versions)")
+        return _info(row)

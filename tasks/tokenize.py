@@ -1,0 +1,172 @@
+"""Tokenize: train (or reuse) a byte-level BPE tokenizer, encode the clean corpus, pack blocks.
+
+Output `tokens/<tokenizer-id>/{train,val}/part-*.parquet`: one fixed-size block of token ids per
+row, with the tokenizer id, block size and EOS id in the schema metadata. Documents are assigned
+to train or validation by their id hash, so the split is the same on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from storage.errors import DraftflowError
+from storage.fingerprint import code_version, fingerprint, text_hash
+from storage.parquet_store import DatasetWriter, iter_batches, require_dataset
+from storage.refs import BaseModelSpec, DatasetRef, TokenizerRef, TokensRef
+from storage.schemas import tokens_schema
+from storage.settings import Settings
+from tasks.base_model import load_tokenizer, tokenizer_id_of
+
+log = logging.getLogger("draftflow.tokenize")
+EOS_TOKEN = "<|endoftext|>"
+CODE_VERSION = code_version(__file__)
+_ENCODE_BATCH = 512  # documents per encode_batch call: large enough to keep both cores busy
+
+
+class TokenizeParams(BaseModel):
+    vocab_size: int = Field(8192, ge=300, le=2**20, description="BPE vocabulary size (scratch only).")
+    block_size: int = Field(256, ge=8, le=8192, description="Tokens per training block.")
+    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of documents held out.")
+    min_frequency: int = Field(2, ge=1, description="BPE: minimum pair frequency to merge.")
+
+
+def prepare_tokenizer(clean: DatasetRef, base: BaseModelSpec, settings: Settings,
+                      params: TokenizeParams) -> TokenizerRef:
+    """The base model's own tokenizer, or a new byte-level BPE trained on the clean corpus."""
+    if base.kind != "scratch":
+        assert base.source is not None
+        tokenizer = load_tokenizer(base.source)
+        tok_id = tokenizer_id_of(tokenizer)
+        return TokenizerRef(path=base.source, tokenizer_id=tok_id, eos_id=tokenizer.eos_token_id,
+                            vocab_size=len(tokenizer), trained=False)
+    return train_tokenizer(clean, settings, params)
+
+
+def train_tokenizer(clean: DatasetRef, settings: Settings, params: TokenizeParams) -> TokenizerRef:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    _use_both_cores()
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=params.vocab_size, min_frequency=params.min_frequency,
+        special_tokens=[EOS_TOKEN], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False)
+    tokenizer.train_from_iterator(_texts(Path(clean.path)), trainer=trainer, length=clean.rows)
+    tok_id = text_hash(tokenizer.to_str())[:16]
+    folder = settings.tokens_dir / tok_id / "tokenizer"
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS_TOKEN,
+                                      bos_token=EOS_TOKEN, unk_token=EOS_TOKEN, pad_token=EOS_TOKEN)
+    wrapped.save_pretrained(folder)
+    log.info("trained a byte-level BPE tokenizer: %d tokens, id %s", tokenizer.get_vocab_size(), tok_id)
+    return TokenizerRef(path=str(folder), tokenizer_id=tok_id, eos_id=tokenizer.token_to_id(EOS_TOKEN),
+                        vocab_size=tokenizer.get_vocab_size(), trained=True)
+
+
+def _texts(clean_dir: Path) -> Iterator[str]:
+    for batch in iter_batches(clean_dir, columns=["text"]):
+        yield from batch.column("text").to_pylist()
+
+
+def _use_both_cores() -> None:
+    # One process, no fork after this point: let the Rust thread pool use every core.
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+
+
+def is_validation(doc_id: str, val_fraction: float) -> bool:
+    """Deterministic split: doc ids are sha256 hex, so their prefix is uniform."""
+    return int(doc_id[:8], 16) / 0xFFFFFFFF < val_fraction
+
+
+class _Packer:
+    """Concatenate documents (each followed by EOS) and cut full blocks; the tail is dropped."""
+
+    def __init__(self, writer: DatasetWriter, block_size: int, dtype: type[np.integer]) -> None:
+        self.writer, self.block_size, self.dtype = writer, block_size, dtype
+        self.pending: list[np.ndarray] = []
+        self.pending_len = 0
+        self.blocks = 0
+        self.tokens = 0
+
+    def add(self, ids: list[int], eos_id: int) -> None:
+        self.pending.append(np.asarray([*ids, eos_id], dtype=self.dtype))
+        self.pending_len += len(ids) + 1
+        if self.pending_len >= self.block_size * 64:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending_len < self.block_size:
+            return
+        flat = np.concatenate(self.pending)
+        n_blocks = len(flat) // self.block_size
+        body, tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
+        column = pa.FixedSizeListArray.from_arrays(pa.array(body), self.block_size)
+        self.writer.write_table(pa.table({"input_ids": column}))
+        self.blocks += n_blocks
+        self.tokens += len(body)
+        self.pending, self.pending_len = [tail], len(tail)
+
+
+def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
+                    params: TokenizeParams) -> TokensRef:
+    """Encode `corpus/clean` with `encode_batch`, pack blocks, write train/val token datasets."""
+    require_dataset(Path(clean.path), "clean corpus", "run `draftflow clean` first")
+    _use_both_cores()
+    backend = load_tokenizer(tok.path).backend_tokenizer
+    out = settings.tokens_dir / tok.tokenizer_id
+    meta = {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
+            "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
+    schema = tokens_schema(params.block_size, tok.vocab_size, meta)
+    dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
+    fp = fingerprint(clean.fingerprint, tok.tokenizer_id, params.model_dump(), CODE_VERSION)
+    with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
+        packers = {False: _Packer(train_w, params.block_size, dtype),
+                   True: _Packer(val_w, params.block_size, dtype)}
+        for batch in iter_batches(Path(clean.path), columns=["doc_id", "text"], batch_size=_ENCODE_BATCH):
+            encodings = backend.encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
+            for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
+                packers[is_validation(doc_id, params.val_fraction)].add(enc.ids, tok.eos_id)
+        for packer in packers.values():
+            packer.flush()
+        train, val = packers[False], packers[True]
+        if train.blocks == 0 or val.blocks == 0:
+            raise DraftflowError(
+                f"corpus too small for block size {params.block_size}: {train.blocks} training and "
+                f"{val.blocks} validation blocks; lower --block-size or add documents")
+        manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
+        train_w.commit({**manifest, "split": "train"})
+        val_w.commit({**manifest, "split": "val"})
+    ref = TokensRef(path=str(out), fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
+                    block_size=params.block_size, train_blocks=train.blocks, val_blocks=val.blocks,
+                    tokens=train.tokens + val.tokens)
+    (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
+    log.info("packed %d tokens into %d train + %d val blocks of %d", ref.tokens, train.blocks,
+             val.blocks, params.block_size)
+    return ref
+
+
+def latest_tokens(settings: Settings) -> TokensRef:
+    """The tokens written by the last tokenize run (for stage-by-stage CLI use)."""
+    pointer = settings.tokens_dir / "latest.json"
+    if not pointer.is_file():
+        raise DraftflowError(f"no tokenized corpus in '{settings.tokens_dir}': run `draftflow tokenize` first")
+    return TokensRef.model_validate_json(pointer.read_text())
+
+
+@task(name="tokenize", cache_policy=NO_CACHE)
+def tokenize(clean: DatasetRef, base: BaseModelSpec, settings: Settings,
+             params: TokenizeParams) -> TokensRef:
+    """Prefect task: tokenizer (trained or the base model's) + packed train/val blocks."""
+    tok = prepare_tokenizer(clean, base, settings, params)
+    return tokenize_corpus(clean, tok, settings, params)
