@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from storage.errors import DraftflowError
-from storage.fingerprint import code_version, fingerprint, text_hash
+from storage.fingerprint import code_version, fingerprint
 from storage.parquet_store import DatasetWriter, iter_batches, require_dataset
 from storage.refs import BaseModelSpec, DatasetRef, TokenizerRef, TokensRef
 from storage.schemas import tokens_schema
@@ -64,14 +66,23 @@ def train_tokenizer(clean: DatasetRef, settings: Settings, params: TokenizeParam
         special_tokens=[EOS_TOKEN], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False)
     tokenizer.train_from_iterator(_texts(Path(clean.path)), trainer=trainer, length=clean.rows)
-    tok_id = text_hash(tokenizer.to_str())[:16]
-    folder = settings.tokens_dir / tok_id / "tokenizer"
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS_TOKEN,
                                       bos_token=EOS_TOKEN, unk_token=EOS_TOKEN, pad_token=EOS_TOKEN)
-    wrapped.save_pretrained(folder)
-    log.info("trained a byte-level BPE tokenizer: %d tokens, id %s", tokenizer.get_vocab_size(), tok_id)
-    return TokenizerRef(path=str(folder), tokenizer_id=tok_id, eos_id=tokenizer.token_to_id(EOS_TOKEN),
-                        vocab_size=tokenizer.get_vocab_size(), trained=True)
+    # The id is taken from the tokenizer as saved and reloaded, the same way a model version's
+    # tokenizer is identified later, so "same tokenizer" always means "same id".
+    staging = settings.tokens_dir / f".tokenizer-{uuid.uuid4().hex[:8]}"
+    wrapped.save_pretrained(staging)
+    loaded = load_tokenizer(str(staging))
+    tok_id = tokenizer_id_of(loaded)
+    folder = settings.tokens_dir / tok_id / "tokenizer"
+    if folder.exists():
+        shutil.rmtree(staging)  # the same tokenizer was trained before: keep the first copy
+    else:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(folder)
+    log.info("trained a byte-level BPE tokenizer: %d tokens, id %s", len(loaded), tok_id)
+    return TokenizerRef(path=str(folder), tokenizer_id=tok_id, eos_id=loaded.eos_token_id,
+                        vocab_size=len(loaded), trained=True)
 
 
 def _texts(clean_dir: Path) -> Iterator[str]:

@@ -1,0 +1,116 @@
+"""Shared fixtures: a temporary data home with a real SQLite file, a small real corpus, tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+# Tests never reach a model hub: fail fast instead of retrying the network for ~45 s.
+os.environ["HF_HUB_OFFLINE"] = "1"
+# Prefect's own state (profiles, the test harness database) stays out of the user's ~/.prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="draftflow-prefect-")
+
+from flows.prefect_env import configure_prefect_env
+
+configure_prefect_env()
+
+from storage.db import Database, close_databases, open_database  # noqa: E402
+from storage.settings import DATABASE_URL_ENV, HOME_ENV, Settings  # noqa: E402
+
+_VOCABULARY = ("the module returns a value for each key in the mapping and raises an error when the "
+               "object is not found so the caller can handle it file path socket thread queue string "
+               "list dictionary iterator generator function class method attribute default timeout")
+WORDS = _VOCABULARY.split()
+
+
+def sentence(rng: random.Random, n: int = 12) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def paragraph(rng: random.Random, sentences: int = 6) -> str:
+    return " ".join(sentence(rng) for _ in range(sentences))
+
+
+def write_corpus(root: Path, n_docs: int = 40, seed: int = 0) -> Path:
+    """A small corpus in every supported format: .txt, .md, .jsonl, .parquet, in nested folders."""
+    rng = random.Random(seed)
+    (root / "notes").mkdir(parents=True, exist_ok=True)
+    docs = [paragraph(rng) for _ in range(n_docs)]
+    quarter = n_docs // 4
+    for i, text in enumerate(docs[:quarter]):
+        (root / "notes" / f"note{i}.txt").write_text(text)
+    for i, text in enumerate(docs[quarter:2 * quarter]):
+        (root / f"page{i}.md").write_text(f"# Page {i}\n\n{text}\n")
+    with (root / "records.jsonl").open("w") as f:
+        for i, text in enumerate(docs[2 * quarter:3 * quarter]):
+            f.write(json.dumps({"id": i, "text": text, "title": f"record {i}", "lang": "en"}) + "\n")
+    pq.write_table(pa.table({"text": docs[3 * quarter:], "title": [f"row {i}" for i in range(n_docs - 3 * quarter)]}),
+                   root / "table.parquet")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _close_databases() -> Iterator[None]:
+    yield
+    close_databases()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    home = tmp_path / "home"
+    monkeypatch.setenv(HOME_ENV, str(home))
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    return Settings.from_env()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Database:
+    return open_database(settings.database_url)
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture
+def prompts_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"id": "a", "text": "The module returns", "category": "technical doc"},
+            {"id": "b", "text": "A thread queue is a list of", "category": "technical doc"},
+            {"id": "c", "text": "When the object is not found the caller", "category": "news"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def tiny_model(settings: Settings, db: Database, corpus_dir: Path):  # type: ignore[no-untyped-def]
+    """A real (tiny) model trained on the test corpus and registered as v0001."""
+    from storage.refs import BaseModelSpec
+    from tasks.clean import clean_corpus
+    from tasks.finetune import train_model
+    from tasks.ingest import ingest_corpus
+    from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+    from tests.tiny import TOKENIZE, TRAIN
+
+    scratch = BaseModelSpec(kind="scratch")
+    cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
+    tokens = tokenize_corpus(cleaned, prepare_tokenizer(cleaned, scratch, settings, TOKENIZE), settings, TOKENIZE)
+    return train_model(tokens, scratch, TRAIN, db, settings)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server for the whole session (a cold start takes ~20 s on 2 cores)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

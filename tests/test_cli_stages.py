@@ -1,0 +1,77 @@
+"""Each stage from the command line, in order, on a real data home; and bad input at each step."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage.settings import Settings
+from tests.cli_helpers import run_cli
+
+
+def test_stage_by_stage_from_the_cli(capsys: pytest.CaptureFixture[str], settings: Settings, corpus_dir: Path,
+                                     prompts_file: Path) -> None:
+    home = ["--home", str(settings.home)]
+    ingest = run_cli(capsys, *home, "ingest", str(corpus_dir))
+    assert ingest.code == 0 and "documents 40" in ingest.out
+    assert run_cli(capsys, *home, "clean").code == 0
+    tokenize = run_cli(capsys, *home, "tokenize", "--vocab-size", "320", "--block-size", "32")
+    assert tokenize.code == 0 and "train_blocks" in tokenize.out
+    finetune = run_cli(capsys, *home, "finetune", "--max-steps", "2")
+    assert finetune.code == 0 and "version v0001" in finetune.out
+    generate = run_cli(capsys, *home, "generate", "--prompts", str(prompts_file), "--max-new-tokens", "4")
+    assert generate.code == 0 and "queued 6" in generate.out
+    status = json.loads(run_cli(capsys, *home, "status", "--json").out)
+    assert status["queue"] == {"pending": 6}
+    assert [v["name"] for v in status["model_versions"]] == ["v0001"]
+    assert {r["kind"] for r in status["runs"]} == {"finetune", "generate"}
+
+
+def test_generate_rerun_with_the_same_run_id_adds_nothing(capsys: pytest.CaptureFixture[str], settings: Settings,
+                                                          tiny_model: object, prompts_file: Path) -> None:
+    args = ["generate", "--prompts", str(prompts_file), "--max-new-tokens", "4", "--run-id", "night-7"]
+    assert "drafts_new 6" in run_cli(capsys, *args).out
+    again = run_cli(capsys, *args)
+    assert again.code == 0 and "drafts_new 0" in again.out and "drafts_skipped 6" in again.out
+    assert len(json.loads(run_cli(capsys, "review", "list", "--run", "night-7", "--json").out)) == 6
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ingest", "/no/such/corpus"], "error: corpus path '/no/such/corpus' does not exist"),
+    (["clean"], "error: raw corpus not found"),
+    (["tokenize"], "error: clean corpus not found"),
+    (["finetune"], "error: no tokenized corpus"),
+    (["generate"], "error: no model version registered yet"),
+    (["generate", "--prompts", "/no/prompts.jsonl"], "error: prompts file '/no/prompts.jsonl' does not exist"),
+    (["run", "--corpus", "/no/such/corpus"], "error: corpus path '/no/such/corpus' does not exist"),
+])
+def test_missing_inputs_are_one_line_errors(capsys: pytest.CaptureFixture[str], settings: Settings,
+                                            args: list[str], message: str) -> None:
+    result = run_cli(capsys, *args)
+    assert result.code == 1, result
+    assert result.err.strip().startswith(message)
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+
+
+def test_corpus_that_cleans_to_nothing(capsys: pytest.CaptureFixture[str], settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.txt").write_text("tiny")
+    (tmp_path / "c" / "b.bin").write_bytes(b"\x00\x01")
+    assert run_cli(capsys, "ingest", str(tmp_path / "c")).code == 0
+    result = run_cli(capsys, "clean")
+    assert result.code == 1
+    assert result.err.strip().startswith("error: no documents left after cleaning: all 1 were rejected (1 too_short)")
+
+
+def test_console_script_prints_one_line_without_traceback(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("draftflow")
+    proc = subprocess.run([str(exe), "--home", str(tmp_path), "ingest", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: corpus path '{tmp_path / 'missing'}' does not exist " \
+                                  "(give a file, a folder, or one of: python-stdlib-docs)"
+    assert proc.stdout == ""

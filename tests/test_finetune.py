@@ -1,0 +1,128 @@
+"""Fine-tune: schedule, a real tiny training run, the registry, continuing, and a path base model."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from storage.db import Database
+from storage.errors import DraftflowError
+from storage.refs import BaseModelSpec, TokensRef
+from storage.registry import latest_model_version
+from storage.settings import Settings
+from tasks.base_model import load_tokenizer, resolve_base_model, tokenizer_id_of
+from tasks.clean import clean_corpus
+from tasks.finetune import TrainParams, lr_at, train_model
+from tasks.ingest import ingest_corpus
+from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+from tests.tiny import TOKENIZE, TRAIN
+
+
+def prepare(settings: Settings, corpus_dir: Path, base: BaseModelSpec) -> TokensRef:
+    cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
+    return tokenize_corpus(cleaned, prepare_tokenizer(cleaned, base, settings, TOKENIZE), settings, TOKENIZE)
+
+
+def save_tiny_pretrained(folder: Path) -> Path:
+    """A tiny GPT-2 with its own (different) byte-level BPE, saved as a hub-style folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=290, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(["an unrelated corpus about cooking pasta and sauces"] * 20, trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(folder)
+    config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                        eos_token_id=tok.token_to_id("<eos>"), bos_token_id=tok.token_to_id("<eos>"))
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
+    p = TrainParams(learning_rate=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, p, 110) == pytest.approx(1e-4)
+    assert lr_at(9, p, 110) == pytest.approx(1e-3)
+    assert lr_at(10, p, 110) == pytest.approx(1e-3)
+    assert lr_at(60, p, 110) == pytest.approx(0.55e-3)  # half-way down the cosine
+    assert lr_at(110, p, 110) == pytest.approx(1e-4)
+    assert lr_at(500, p, 110) == pytest.approx(1e-4)  # never below the floor
+    values = [lr_at(s, p, 110) for s in range(10, 111)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_trains_saves_and_registers_a_loadable_model(settings: Settings, db: Database, corpus_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokens = prepare(settings, corpus_dir, BaseModelSpec(kind="scratch"))
+    model = train_model(tokens, BaseModelSpec(kind="scratch"), TRAIN, db, settings)
+    assert model.name == "v0001" and model.steps == TRAIN.max_steps
+    assert math.isfinite(model.train_loss) and math.isfinite(model.val_loss)
+    assert model.perplexity == pytest.approx(math.exp(model.val_loss))
+    folder = Path(model.path)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= {p.name for p in folder.iterdir()}
+    loaded = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = torch.tensor([tokenizer("The module returns a value")["input_ids"]])
+    assert loaded(input_ids=ids).logits.shape == (1, ids.shape[1], tokens.tokenizer.vocab_size)
+    latest = latest_model_version(db)
+    assert latest is not None and latest.name == "v0001" and latest.tokenizer_id == tokens.tokenizer.tokenizer_id
+
+
+def test_a_later_run_continues_from_the_latest_version(settings: Settings, db: Database, corpus_dir: Path) -> None:
+    scratch = BaseModelSpec(kind="scratch")
+    first = train_model(prepare(settings, corpus_dir, scratch), scratch, TRAIN, db, settings)
+    base = resolve_base_model(None, db)
+    assert base.kind == "registry" and base.version_id == first.version_id
+    tokens = prepare(settings, corpus_dir, base)
+    assert not tokens.tokenizer.trained  # the version's own tokenizer is reused
+    second = train_model(tokens, base, TRAIN, db, settings)
+    assert second.name == "v0002"
+    latest = latest_model_version(db)
+    assert latest.name == "v0002" and latest.parent_id == first.version_id
+    # continuing starts from trained weights: the first loss is below a fresh model's ~ln(vocab)
+    assert second.val_loss < math.log(tokens.tokenizer.vocab_size)
+
+
+def test_base_model_from_a_local_path_uses_its_own_tokenizer(settings: Settings, db: Database,
+                                                             corpus_dir: Path, tmp_path: Path) -> None:
+    folder = save_tiny_pretrained(tmp_path / "tiny-gpt2")
+    base = resolve_base_model(str(folder), db)
+    assert base.kind == "pretrained" and base.label == str(folder)
+    tokens = prepare(settings, corpus_dir, base)
+    assert tokens.tokenizer.tokenizer_id == tokenizer_id_of(load_tokenizer(str(folder)))
+    assert tokens.tokenizer.vocab_size == 290
+    model = train_model(tokens, base, TRAIN, db, settings)
+    assert latest_model_version(db).name == model.name
+    from storage.models import ModelVersion
+
+    with db.session() as s:
+        assert s.get(ModelVersion, model.version_id).base == str(folder)
+
+
+def test_tokens_and_base_model_must_share_a_tokenizer(settings: Settings, db: Database, corpus_dir: Path,
+                                                      tmp_path: Path) -> None:
+    tokens = prepare(settings, corpus_dir, BaseModelSpec(kind="scratch"))
+    base = resolve_base_model(str(save_tiny_pretrained(tmp_path / "other")), db)
+    with pytest.raises(DraftflowError, match="run `draftflow tokenize` with the same --base-model"):
+        train_model(tokens, base, TRAIN, db, settings)
+
+
+def test_unreachable_hub_id_and_bad_paths_are_user_errors(db: Database, tmp_path: Path) -> None:
+    base = resolve_base_model("no-such-org/no-such-model", db)
+    assert base.kind == "pretrained"
+    with pytest.raises(DraftflowError, match="cannot load the tokenizer of base model 'no-such-org/no-such-model'"):
+        load_tokenizer(base.source)
+    with pytest.raises(DraftflowError, match="does not exist"):
+        resolve_base_model("./missing-folder", db)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DraftflowError, match=r"has no config\.json"):
+        resolve_base_model(str(tmp_path / "empty"), db)
+    with pytest.raises(DraftflowError, match="model version 'v0042' is not in the registry"):
+        resolve_base_model("v0042", db)

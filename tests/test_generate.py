@@ -1,0 +1,125 @@
+"""Generate: prompt files, batched left-padded sampling, recorded parameters, no duplicates on re-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from storage.db import Database
+from storage.errors import DraftflowError
+from storage.models import Draft, ReviewEvent
+from storage.refs import ModelRef
+from storage.runs import start_run
+from tasks.generate import GenerationParams, generate_drafts
+from tasks.prompts import default_prompts_path, load_prompts
+from tasks.review import queue_run
+
+
+def drafts(db: Database, run_id: str) -> list[Draft]:
+    with db.session() as s:
+        return list(s.scalars(sa.select(Draft).where(Draft.run_id == run_id).order_by(Draft.id)))
+
+
+def test_prompt_files_plain_lines_and_jsonl(tmp_path: Path, prompts_file: Path) -> None:
+    lines = tmp_path / "seeds.txt"
+    lines.write_text("# a comment\nFirst seed text\n\n  Second seed text  \n")
+    plain = load_prompts(lines)
+    assert [p.text for p in plain] == ["First seed text", "Second seed text"]
+    assert all(p.category is None and p.source == "seeds" for p in plain)
+    rich = load_prompts(prompts_file)
+    assert next((p.text, p.category) for p in rich) == ("The module returns", "technical doc")
+    assert rich[0].key.startswith("prompts:a:")
+    defaults = load_prompts(None)
+    assert len(defaults) >= 10 and default_prompts_path().is_file()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"id": 1, "text": "ok"}\n{"id": 2, "text": \n', "line 2: not valid JSON"),
+    ('{"id": 1, "body": "no text"}\n', "line 1: needs a non-empty string field 'text'"),
+    ("\n\n", "has no prompts"),
+])
+def test_bad_prompt_files_are_user_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(content)
+    with pytest.raises(DraftflowError, match=message):
+        load_prompts(path)
+
+
+def test_missing_prompt_file(tmp_path: Path) -> None:
+    with pytest.raises(DraftflowError, match="does not exist"):
+        load_prompts(tmp_path / "nope.jsonl")
+
+
+def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model: ModelRef,
+                                                        prompts_file: Path) -> None:
+    prompts = load_prompts(prompts_file)
+    start_run(db, "run-1", "test", {})
+    params = GenerationParams(samples_per_prompt=2, max_new_tokens=8, temperature=0.9, top_p=0.9, batch_size=4)
+    result = generate_drafts(tiny_model, prompts, params, db, "run-1")
+    assert result.drafts_new == 6 and result.drafts_skipped == 0
+    rows = drafts(db, "run-1")
+    prompt_ids = {d.prompt_id for d in rows}
+    assert len(prompt_ids) == 3
+    assert {(d.prompt_id, d.sample_index) for d in rows} == {(p, s) for p in prompt_ids for s in (0, 1)}
+    for d in rows:
+        assert d.status == "generated" and d.model_version_id == tiny_model.version_id
+        assert d.params == {"temperature": 0.9, "top_p": 0.9, "max_new_tokens": 8}
+        assert isinstance(d.seed, int) and d.original_text == d.current_text
+        assert 0 < d.scores["new_tokens"] <= 8 or d.scores["stopped_at_eos"]
+
+    again = generate_drafts(tiny_model, prompts, params, db, "run-1")
+    assert again.drafts_new == 0 and again.drafts_skipped == 6
+    assert len(drafts(db, "run-1")) == 6
+
+
+def test_an_interrupted_run_resumes_with_only_the_missing_drafts(db: Database, tiny_model: ModelRef,
+                                                                 prompts_file: Path) -> None:
+    prompts = load_prompts(prompts_file)
+    start_run(db, "run-2", "test", {})
+    params = GenerationParams(samples_per_prompt=2, max_new_tokens=4, batch_size=2)
+
+    def crash_after_first_batch(done: int, total: int, message: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_drafts(tiny_model, prompts, params, db, "run-2", progress=crash_after_first_batch)
+    assert len(drafts(db, "run-2")) == 2  # the first batch was written before the crash
+    resumed = generate_drafts(tiny_model, prompts, params, db, "run-2")
+    assert resumed.drafts_new == 4 and resumed.drafts_skipped == 2
+    keys = [(d.prompt_id, d.sample_index) for d in drafts(db, "run-2")]
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_left_padded_batch_equals_each_prompt_alone_under_greedy(db: Database, tiny_model: ModelRef,
+                                                                 prompts_file: Path) -> None:
+    prompts = load_prompts(prompts_file)  # prompts of different lengths -> padding in the batch
+    greedy = GenerationParams(samples_per_prompt=1, max_new_tokens=10, temperature=0, batch_size=8)
+    start_run(db, "batched", "test", {})
+    generate_drafts(tiny_model, prompts, greedy, db, "batched")
+    batched = {d.prompt_id: d.original_text for d in drafts(db, "batched")}
+    for i, prompt in enumerate(prompts):
+        run = f"alone-{i}"
+        start_run(db, run, "test", {})
+        generate_drafts(tiny_model, [prompt], greedy.model_copy(update={"batch_size": 1}), db, run)
+        (alone,) = drafts(db, run)
+        assert alone.original_text == batched[alone.prompt_id]
+
+
+def test_queue_moves_generated_drafts_to_pending_with_an_event(db: Database, tiny_model: ModelRef,
+                                                                prompts_file: Path) -> None:
+    start_run(db, "run-q", "test", {})
+    generate_drafts(tiny_model, load_prompts(prompts_file), GenerationParams(max_new_tokens=4), db, "run-q")
+    result = queue_run(db, "run-q")
+    assert result.queued == 6 and result.queue == {"pending": 6}
+    assert {d.status for d in drafts(db, "run-q")} == {"pending"}
+    assert all("n_words" in d.scores and "new_tokens" in d.scores for d in drafts(db, "run-q"))
+    with db.session() as s:
+        events = s.scalars(sa.select(ReviewEvent)).all()
+    assert len(events) == 6
+    assert {(e.action, e.from_status, e.to_status, e.actor) for e in events} == {
+        ("queue", "generated", "pending", "draftflow")}
+    assert queue_run(db, "run-q").queued == 0  # idempotent
+    json.dumps(result.model_dump())

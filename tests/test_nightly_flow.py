@@ -1,0 +1,91 @@
+"""The whole nightly flow under a real Prefect server (prefect_test_harness), and `draftflow run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flows.nightly import nightly
+from storage.db import open_database
+from storage.errors import DraftflowError
+from storage.models import Draft, ModelVersion, Run
+from storage.parquet_store import count_rows
+from storage.settings import Settings
+from tests.tiny import GENERATE, nightly_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_nightly_runs_all_six_stages_and_the_next_night_continues(
+        prefect_harness: None, settings: Settings, corpus_dir: Path, prompts_file: Path, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    (corpus_dir / "broken.jsonl").write_text('{"text": "fine line of text for the corpus"}\n{oops\n')
+    params = nightly_params(str(corpus_dir), str(prompts_file), str(settings.home))
+    first = nightly(params)
+
+    assert first.documents_ingested == 42 == first.documents_kept + first.documents_rejected
+    assert first.rejected_by_reason == {"bad_json": 1}
+    assert count_rows(settings.clean_dir) == first.documents_kept
+    assert first.base_model == "scratch" and first.model_version == "v0001"
+    assert first.train_steps == params.training.max_steps
+    expected = 3 * GENERATE.samples_per_prompt
+    assert first.drafts_generated == first.drafts_queued == expected
+    assert first.queue == {"pending": expected}
+    assert list(first.seconds) == ["ingest", "clean", "tokenize", "fine_tune", "generate", "queue_for_review"]
+
+    db = open_database(settings.database_url)
+    with db.session() as s:
+        run = s.get(Run, first.run_id)
+        assert run.status == "completed" and run.kind == "nightly"
+        assert run.prefect_flow_run_id == first.run_id
+        assert run.summary["drafts_queued"] == expected and run.corpus_fingerprint == first.corpus_fingerprint
+        assert {d.status for d in s.scalars(sa.select(Draft))} == {"pending"}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"])))
+        assert any("Documents ingested | 42" in (a.data or "") for a in artifacts)
+
+    second = nightly(params)  # no base model given: continue from the latest version
+    assert second.base_model == "version:1" and second.model_version == "v0002"
+    assert second.tokenizer_id == first.tokenizer_id
+    with db.session() as s:
+        assert s.get(ModelVersion, 2).parent_id == 1
+        assert s.scalar(sa.select(sa.func.count()).select_from(Draft)) == 2 * expected
+
+
+def test_a_failing_stage_marks_the_run_failed_and_keeps_earlier_outputs(
+        prefect_harness: None, settings: Settings, tmp_path: Path, prompts_file: Path) -> None:
+    corpus = tmp_path / "tiny"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("too short")
+    with pytest.raises(DraftflowError, match="no documents left after cleaning"):
+        nightly(nightly_params(str(corpus), str(prompts_file), str(settings.home)))
+    with open_database(settings.database_url).session() as s:
+        (run,) = s.scalars(sa.select(Run)).all()
+        assert run.status == "failed" and "no documents left after cleaning" in run.error
+    assert count_rows(settings.raw_dir) == 1  # ingest's output is intact
+
+
+def test_make_run_path_draftflow_run_on_the_embedded_corpus(tmp_path: Path) -> None:
+    """What `make run` does, with a 2-step training budget: real CLI, real ephemeral Prefect server."""
+    env = {**os.environ, "DRAFTFLOW_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("DRAFTFLOW_DATABASE_URL", None)
+    exe = Path(sys.executable).with_name("draftflow")
+    proc = subprocess.run([str(exe), "run", "--max-train-steps", "2", "--samples-per-prompt", "1",
+                           "--max-new-tokens", "8"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Documents ingested" in proc.stdout and "draftflow review list --status pending" in proc.stdout
+    db = open_database(Settings.from_env(tmp_path / "home").database_url)
+    with db.session() as s:
+        pending = s.scalar(sa.select(sa.func.count()).select_from(Draft).where(Draft.status == "pending"))
+        (run,) = s.scalars(sa.select(Run)).all()
+    assert pending == 16  # the shipped default prompts, one sample each
+    assert run.status == "completed" and run.summary["documents_ingested"] > 3000
+    assert run.summary["documents_ingested"] == run.summary["documents_kept"] + run.summary["documents_rejected"]

@@ -1,0 +1,75 @@
+"""Tokenize: byte-level BPE trained on the corpus, packed blocks, metadata, deterministic split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage.errors import DraftflowError
+from storage.parquet_store import schema_metadata
+from storage.refs import BaseModelSpec
+from storage.settings import Settings
+from tasks.clean import clean_corpus
+from tasks.finetune import read_blocks
+from tasks.ingest import ingest_corpus
+from tasks.tokenize import TokenizeParams, is_validation, latest_tokens, prepare_tokenizer, tokenize_corpus
+from tests.tiny import TOKENIZE
+
+
+def _clean(settings: Settings, corpus_dir: Path):  # type: ignore[no-untyped-def]
+    return clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
+
+
+def test_trains_bpe_and_packs_blocks_with_metadata(settings: Settings, corpus_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    cleaned = _clean(settings, corpus_dir)
+    tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE)
+    assert tok.trained and tok.vocab_size <= TOKENIZE.vocab_size
+    hf = AutoTokenizer.from_pretrained(tok.path)
+    assert hf.eos_token_id == tok.eos_id
+    text = "The module returns a value."
+    assert hf.decode(hf(text)["input_ids"]) == text  # byte-level: lossless round trip
+
+    ref = tokenize_corpus(cleaned, tok, settings, TOKENIZE)
+    train = read_blocks(Path(ref.path) / "train")
+    val = read_blocks(Path(ref.path) / "val")
+    assert train.shape == (ref.train_blocks, 32) and val.shape == (ref.val_blocks, 32)
+    assert train.dtype == np.uint16
+    assert ref.tokens == (ref.train_blocks + ref.val_blocks) * 32
+    meta = schema_metadata(Path(ref.path) / "train")
+    assert meta["tokenizer_id"] == tok.tokenizer_id and meta["block_size"] == "32"
+    assert meta["eos_id"] == str(tok.eos_id)
+    # one EOS after each of the 40 documents; each split's dropped tail (< 1 block) may hold one
+    assert 38 <= (np.concatenate([train.ravel(), val.ravel()]) == tok.eos_id).sum() <= 40
+    assert latest_tokens(settings) == ref
+
+
+def test_same_inputs_give_the_same_blocks(settings: Settings, corpus_dir: Path) -> None:
+    cleaned = _clean(settings, corpus_dir)
+    tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE)
+    first = tokenize_corpus(cleaned, tok, settings, TOKENIZE)
+    blocks = read_blocks(Path(first.path) / "val").copy()
+    second = tokenize_corpus(cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE),
+                             settings, TOKENIZE)
+    assert second.fingerprint == first.fingerprint
+    assert np.array_equal(read_blocks(Path(second.path) / "val"), blocks)
+
+
+def test_validation_split_is_by_document_hash() -> None:
+    import hashlib
+
+    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(4000)]
+    share = sum(is_validation(i, 0.1) for i in ids) / len(ids)
+    assert 0.08 < share < 0.12
+    assert [is_validation(i, 0.1) for i in ids] == [is_validation(i, 0.1) for i in ids]
+
+
+def test_corpus_too_small_for_the_block_size_is_a_user_error(settings: Settings, corpus_dir: Path) -> None:
+    cleaned = _clean(settings, corpus_dir)
+    params = TokenizeParams(vocab_size=320, block_size=8192, val_fraction=0.2)
+    tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, params)
+    with pytest.raises(DraftflowError, match="corpus too small for block size 8192"):
+        tokenize_corpus(cleaned, tok, settings, params)
