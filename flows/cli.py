@@ -15,6 +15,7 @@ import typer  # noqa: E402
 
 from flows import console  # noqa: E402
 from flows.cli_review import review_app  # noqa: E402
+from storage.db import Database, open_database  # noqa: E402
 from storage.errors import DraftflowError  # noqa: E402
 from storage.settings import HOME_ENV, Settings  # noqa: E402
 
@@ -40,9 +41,7 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _db():  # type: ignore[no-untyped-def]
-    from storage.db import open_database
-
+def _db() -> Database:
     return open_database(_settings().database_url)
 
 
@@ -55,6 +54,8 @@ def run(
     max_train_steps: Annotated[int, typer.Option(help="Training budget in optimizer steps.")] = 5000,
     samples_per_prompt: Annotated[int, typer.Option(help="Drafts per prompt.")] = 2,
     max_new_tokens: Annotated[int, typer.Option(help="New tokens per draft at most.")] = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.8,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 1234,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -74,7 +75,7 @@ def run(
         home=str(_settings().home),
         training=TrainParams(max_minutes=max_train_minutes, max_steps=max_train_steps, seed=seed),
         generation=GenerationParams(samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
-                                    seed=seed))
+                                    temperature=temperature, top_p=top_p, seed=seed))
     from flows.nightly import nightly
     from flows.prefect_env import hide_user_error_tracebacks
 

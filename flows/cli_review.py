@@ -9,7 +9,10 @@ import typer
 from rich.table import Table
 
 from flows import console
+from storage.db import Database, open_database
 from storage.errors import DraftflowError
+from storage.models import Draft
+from storage.settings import Settings
 
 review_app = typer.Typer(help="List, read, approve, reject and edit drafts.", no_args_is_help=True)
 
@@ -18,10 +21,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 DraftId = Annotated[int, typer.Argument(help="Draft id (see `draftflow review list`).")]
 
 
-def _db():  # type: ignore[no-untyped-def]
-    from storage.db import open_database
-    from storage.settings import Settings
-
+def _db() -> Database:
     return open_database(Settings.from_env().database_url)
 
 
@@ -122,7 +122,7 @@ def _read_text(path: Path) -> str:
         raise DraftflowError(f"cannot read text file '{path}': {exc.strerror}") from None
 
 
-def _done(draft, verb: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _done(draft: Draft, verb: str, as_json: bool) -> None:
     from tasks.editor import draft_to_dict
 
     if as_json:

@@ -51,6 +51,10 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"])))
         assert any("Documents ingested | 42" in (a.data or "") for a in artifacts)
+        progress = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["fine-tune-progress", "generate-progress"])))
+        assert {a.key for a in progress} == {"fine-tune-progress", "generate-progress"}
+        assert all(a.type == "progress" and a.data == 100 for a in progress)
 
     second = nightly(params)  # no base model given: continue from the latest version
     assert second.base_model == "version:1" and second.model_version == "v0002"
@@ -89,3 +93,16 @@ def test_make_run_path_draftflow_run_on_the_embedded_corpus(tmp_path: Path) -> N
     assert pending == 16  # the shipped default prompts, one sample each
     assert run.status == "completed" and run.summary["documents_ingested"] > 3000
     assert run.summary["documents_ingested"] == run.summary["documents_kept"] + run.summary["documents_rejected"]
+
+
+def test_draftflow_run_reports_a_user_error_in_a_stage_without_a_traceback(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("too short")
+    env = {**os.environ, "DRAFTFLOW_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    exe = Path(sys.executable).with_name("draftflow")
+    proc = subprocess.run([str(exe), "run", "--corpus", str(corpus)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert "error: no documents left after cleaning: all 1 were rejected (1 too_short)" in proc.stderr
