@@ -9,15 +9,18 @@ configure_prefect_env()  # before anything imports Prefect
 import os  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
+from typing import Annotated, TypeVar  # noqa: E402
 
 import typer  # noqa: E402
+from pydantic import BaseModel, ValidationError  # noqa: E402
 
 from flows import console  # noqa: E402
 from flows.cli_review import review_app  # noqa: E402
 from storage.db import Database, open_database  # noqa: E402
 from storage.errors import DraftflowError  # noqa: E402
 from storage.settings import HOME_ENV, Settings  # noqa: E402
+
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(help="draftflow: fine-tune a causal LM on your corpus, write drafts, review them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -92,28 +95,48 @@ def run(
 @app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, NAME=PATH or 'python-stdlib-docs'.")],
-    text_field: Annotated[str, typer.Option(help="Text field (JSONL) / column (Parquet).")] = "text",
+    text_field: Annotated[str, typer.Option(help="Text field (JSON/JSONL) or column (CSV/Parquet).")] = "text",
+    include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).")] = None,
+    split: Annotated[str, typer.Option(help="Split .txt/.md/.rst files: none, headings or separator.")] = "none",
+    separator: Annotated[str, typer.Option(help="Separator for --split separator.")] = "\n---\n",
 ) -> None:
-    """Read sources into corpus/raw; unreadable files and lines go to corpus/rejected with a reason."""
+    """Bring corpus/raw up to date: new and changed files are read, unchanged ones carried over."""
     from tasks.ingest import ingest_corpus
+    from tasks.sources import IngestOptions
 
-    ref = ingest_corpus(paths, _settings(), text_field=text_field)
+    options = _validated(IngestOptions, text_field=text_field, include=include or [], exclude=exclude or [],
+                         split=split, separator=separator.encode().decode("unicode_escape"))
+    ref = ingest_corpus(paths, _settings(), options)
     _print_stats("ingest", ref.path, ref.stats)
 
 
 @app.command()
 def clean(
-    min_words: Annotated[int, typer.Option(help="Reject documents with fewer words.")] = 5,
-    min_alpha_ratio: Annotated[float, typer.Option(help="Reject documents with a lower letter share.")] = 0.5,
+    config: Annotated[Path | None, typer.Option(help="JSON file with CleanParams (thresholds, per_source, ...).")]
+    = None,
+    min_words: Annotated[int | None, typer.Option(help="Override the default min_words threshold.")] = None,
+    languages: Annotated[str | None, typer.Option(help="Allowed languages for the default thresholds, "
+                                                       "comma-separated (empty = any).")] = None,
+    near_dedup: Annotated[bool, typer.Option(help="MinHash near-duplicate removal.")] = True,
 ) -> None:
-    """Normalize, filter and deduplicate corpus/raw into corpus/clean."""
+    """Repair, filter (Gopher/C4/FineWeb), scrub PII and deduplicate corpus/raw into corpus/clean."""
     from storage.refs import dataset_ref
     from tasks.clean import CleanParams, clean_corpus
 
     settings = _settings()
+    params = _load_json_model(CleanParams, config) if config else CleanParams()
+    thresholds = params.thresholds.model_copy(update={
+        **({"min_words": min_words} if min_words is not None else {}),
+        **({"allowed_languages": [x for x in languages.split(",") if x]} if languages is not None else {})})
+    params = params.model_copy(update={"thresholds": thresholds, "dedup_near": near_dedup and params.dedup_near})
     raw = dataset_ref(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
-    ref = clean_corpus(raw, settings, CleanParams(min_words=min_words, min_alpha_ratio=min_alpha_ratio))
+    ref = clean_corpus(raw, settings, params)
     _print_stats("clean", ref.path, ref.stats)
+    for row in ref.report:
+        console.out.print(f"  {row['step']:<12} {row['documents']:>7} docs {row['megabytes']:>8} MB "
+                          f"{row['seconds']:>7.2f} s  dropped {row['dropped']}  {row['reasons']}",
+                          highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -209,6 +232,25 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     from flows.status import print_status
 
     print_status(_db(), as_json)
+
+
+def _validated(model: type[M], **values: object) -> M:
+    """Build a parameter model; a bad value is a one-line user error, not a pydantic traceback."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DraftflowError(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def _load_json_model(model: type[M], path: Path) -> M:
+    try:
+        return model.model_validate_json(path.read_text())
+    except OSError as exc:
+        raise DraftflowError(f"cannot read '{path}': {exc.strerror}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DraftflowError(f"'{path}': {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def _print_stats(stage: str, where: str, stats: dict[str, object]) -> None:

@@ -51,6 +51,7 @@ def summary_table(s: RunSummary) -> Table:
     table.add_column()
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.rejected_by_reason.items(), key=lambda kv: -kv[1]))
     rows = [
+        ("Files", ", ".join(f"{k} {v}" for k, v in s.files.items())),
         ("Documents ingested", f"{s.documents_ingested:,}"),
         ("  kept", f"{s.documents_kept:,}"),
         ("  rejected", f"{s.documents_rejected:,}" + (f"  ({reasons})" if reasons else "")),

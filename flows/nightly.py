@@ -60,7 +60,7 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
 
 def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
                 seconds: dict[str, float]) -> RunSummary:
-    raw = _timed(seconds, "ingest", lambda: ingest(params.corpus, settings, params.text_field))
+    raw = _timed(seconds, "ingest", lambda: ingest(params.corpus, settings, params.ingest))
     cleaned = _timed(seconds, "clean", lambda: clean(raw, settings, params.clean))
     base = resolve_base_model(params.base_model, db)
     tokens = _timed(seconds, "tokenize", lambda: tokenize(cleaned, base, settings, params.tokenize))
@@ -74,6 +74,8 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
         run_id=run_id, home=str(settings.home),
         documents_ingested=raw.stats["seen"], documents_kept=cleaned.rows,
         documents_rejected=raw.stats["rejected"] + cleaned.stats["rejected"], rejected_by_reason=reasons,
+        files={k.removeprefix("files_"): v for k, v in raw.stats.items() if k.startswith("files_")},
+        clean_steps=cleaned.report,
         corpus_fingerprint=cleaned.fingerprint, tokens=tokens.tokens, train_blocks=tokens.train_blocks,
         val_blocks=tokens.val_blocks,
         tokenizer_id=tokens.tokenizer.tokenizer_id, base_model=base.label, model_version=model.name,
@@ -85,7 +87,8 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
 
 
 def render_markdown(s: RunSummary) -> str:
-    rows = [("Documents ingested", s.documents_ingested), ("Documents kept", s.documents_kept),
+    files = ", ".join(f"{k} {v}" for k, v in s.files.items())
+    rows = [("Files", files), ("Documents ingested", s.documents_ingested), ("Documents kept", s.documents_kept),
             ("Documents rejected", s.documents_rejected), ("Tokens (train + val)", s.tokens),
             ("Base model", s.base_model), ("Model version", s.model_version), ("Train steps", s.train_steps),
             ("Train loss", _fmt(s.train_loss)), ("Validation loss", _fmt(s.val_loss)),
@@ -94,6 +97,9 @@ def render_markdown(s: RunSummary) -> str:
     lines = ["# Nightly run", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
              "## Rejected by reason", "", "| reason | documents |", "|---|---|",
              *[f"| {k} | {v} |" for k, v in sorted(s.rejected_by_reason.items())], "",
+             "## Cleaning steps", "", "| step | documents | MB | seconds | dropped |", "|---|---|---|---|---|",
+             *[f"| {r['step']} | {r['documents']} | {r['megabytes']} | {r['seconds']} | {r['dropped']} |"
+               for r in s.clean_steps], "",
              "## Stage timings (s)", "", "| stage | seconds |", "|---|---|",
              *[f"| {k} | {v} |" for k, v in s.seconds.items()]]
     return "\n".join(lines)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from tasks.clean import CleanParams
 from tasks.finetune import TrainParams
 from tasks.generate import GenerationParams
+from tasks.sources import IngestOptions
 from tasks.tokenize import TokenizeParams
 
 DEFAULT_CORPUS = "python-stdlib-docs"
@@ -18,7 +21,7 @@ class NightlyParams(BaseModel):
     corpus: list[str] = Field(
         default_factory=lambda: [DEFAULT_CORPUS],
         description="Files, folders (`NAME=PATH` names the source) or 'python-stdlib-docs'.")
-    text_field: str = Field("text", description="Field / column holding the text in JSONL and Parquet.")
+    ingest: IngestOptions = Field(default_factory=IngestOptions)
     prompts_file: str | None = Field(None, description="Prompts file (lines or JSONL); empty = shipped defaults.")
     base_model: str | None = Field(
         None, description="Empty: continue from the latest model version (scratch if none). "
@@ -39,6 +42,8 @@ class RunSummary(BaseModel):
     documents_kept: int
     documents_rejected: int
     rejected_by_reason: dict[str, int]
+    files: dict[str, int]  # new / changed / unchanged / removed since the last run
+    clean_steps: list[dict[str, Any]]  # per cleaning step: documents, megabytes, seconds, drops
     corpus_fingerprint: str
     tokens: int
     train_blocks: int

@@ -97,6 +97,10 @@ class DatasetWriter:
             self._writer = None
             self._rows_in_file = 0
 
+    def write_sidecar(self, name: str, table: pa.Table) -> None:
+        """A small extra file (e.g. an index) published atomically with the dataset."""
+        pq.write_table(table, self._staging / name, compression="zstd")
+
     def commit(self, manifest: Mapping[str, Any]) -> Path:
         """Close the files, write the manifest and swap the staged folder into place."""
         self._flush()
@@ -147,6 +151,11 @@ def iter_batches(
 def count_rows(directory: Path) -> int:
     """Row count from Parquet footers, without reading any data pages."""
     return sum(pq.ParquetFile(path).metadata.num_rows for path in part_files(directory))
+
+
+def read_sidecar(directory: Path, name: str) -> pa.Table | None:
+    path = Path(directory) / name
+    return pq.read_table(path) if path.is_file() else None
 
 
 def schema_metadata(directory: Path) -> dict[str, str]:

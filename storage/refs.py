@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +15,7 @@ class DatasetRef(BaseModel):
     fingerprint: str
     rows: int
     stats: dict[str, int] = Field(default_factory=dict)
+    report: list[dict[str, Any]] = Field(default_factory=list)  # per-step table (clean)
 
 
 def dataset_ref(directory: str | Path, what: str, fix: str) -> DatasetRef:

@@ -7,6 +7,7 @@ import pyarrow as pa
 _DOC_FIELDS = [
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),
+    pa.field("file", pa.string(), nullable=False),  # the unit incremental ingest tracks (a file path)
     pa.field("uri", pa.string(), nullable=False),
     pa.field("title", pa.string()),
     pa.field("text", pa.large_string(), nullable=False),
@@ -16,14 +17,21 @@ _DOC_FIELDS = [
 
 RAW_SCHEMA = pa.schema(_DOC_FIELDS, metadata={"draftflow.dataset": "raw"})
 
-# Scores are kept as columns so thresholds can be retuned without re-scoring.
+# Scores are kept as columns so thresholds can be retuned without re-scoring (tasks/quality.py).
+INT_SCORES = ("n_chars", "n_words", "n_lines", "stop_words", "pii_email", "pii_phone", "pii_ip")
+FLOAT_SCORES = (
+    "mean_word_length", "symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio",
+    "alpha_words_ratio", "dup_line_ratio", "dup_para_ratio", "dup_line_char_ratio", "dup_para_char_ratio",
+    "top_2gram_ratio", "top_3gram_ratio", "top_4gram_ratio", "dup_5gram_ratio", "dup_6gram_ratio",
+    "dup_7gram_ratio", "dup_8gram_ratio", "dup_9gram_ratio", "dup_10gram_ratio", "line_punct_ratio",
+    "short_line_ratio", "char_dup_ratio", "newline_ratio", "language_score",
+)
 CLEAN_SCHEMA = pa.schema(
     [
         *_DOC_FIELDS,
-        pa.field("n_chars", pa.int32(), nullable=False),
-        pa.field("n_words", pa.int32(), nullable=False),
-        pa.field("mean_word_length", pa.float32(), nullable=False),
-        pa.field("alpha_ratio", pa.float32(), nullable=False),
+        pa.field("language", pa.string(), nullable=False),
+        *[pa.field(name, pa.int32(), nullable=False) for name in INT_SCORES],
+        *[pa.field(name, pa.float32(), nullable=False) for name in FLOAT_SCORES],
     ],
     metadata={"draftflow.dataset": "clean"},
 )
@@ -34,6 +42,7 @@ REJECTED_SCHEMA = pa.schema(
     [
         pa.field("doc_id", pa.string()),
         pa.field("source", pa.string(), nullable=False),
+        pa.field("file", pa.string(), nullable=False),
         pa.field("uri", pa.string(), nullable=False),
         pa.field("title", pa.string()),
         pa.field("text", pa.large_string()),
@@ -44,6 +53,19 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("detail", pa.string()),
     ],
     metadata={"draftflow.dataset": "rejected"},
+)
+
+
+# What incremental ingest remembers of each file: its content hash and what it produced.
+FILE_INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("hash", pa.string(), nullable=False),
+        pa.field("documents", pa.int64(), nullable=False),
+        pa.field("rejected", pa.int64(), nullable=False),
+    ],
+    metadata={"draftflow.dataset": "file_index"},
 )
 
 

@@ -1,18 +1,18 @@
-"""Clean: normalize text, apply quality filters and exact dedup; rejected documents keep a reason.
+"""Clean: repair and normalize text, identify language, apply quality filters, scrub PII, deduplicate.
 
-Filters follow datatrove's shape: each takes the scored document and returns None (keep) or a
-reason string. Scores are stored as columns so thresholds can be retuned without re-scoring.
+Each step either keeps a document or rejects it with a reason (datatrove's shape); rejected
+documents go to `corpus/rejected/clean` with the reason and a detail, and every step counts the
+documents, bytes and seconds it saw and what it dropped. Scores are stored as columns.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
+import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -20,16 +20,21 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from storage.errors import DraftflowError
-from storage.fingerprint import code_version
+from storage.fingerprint import code_version, fingerprint
 from storage.parquet_store import DatasetWriter, iter_batches, require_dataset
 from storage.refs import DatasetRef
-from storage.schemas import CLEAN_SCHEMA, REJECTED_SCHEMA
+from storage.schemas import CLEAN_SCHEMA, FLOAT_SCORES, INT_SCORES, REJECTED_SCHEMA
 from storage.settings import Settings
-from tasks.text import normalize_for_hash
+from tasks.dedup import ExactDeduper, NearDeduper
+from tasks.language import identify
+from tasks.pii import scrub_pii
+from tasks.quality import QualityThresholds, SourceThresholds, first_failure, score_document, short_form
 
 log = logging.getLogger("draftflow.clean")
 STAGE = "clean"
-CODE_VERSION = code_version(__file__)
+CODE_VERSION = code_version(*(__file__.replace("clean.py", n) for n in
+                              ("clean.py", "quality.py", "pii.py", "dedup.py", "language.py")))
+STEPS = ("normalize", "language", "quality", "pii", "exact_dedup", "near_dedup")
 
 # C0/C1 control characters except tab and newline, which carry layout.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -38,111 +43,160 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 class CleanParams(BaseModel):
-    """Quality thresholds (the defaults suit short technical texts such as docstrings)."""
+    """Cleaning steps and thresholds; `per_source` overrides the defaults for named sources."""
 
-    min_words: int = Field(5, ge=0, description="Documents with fewer words are rejected (too_short).")
-    max_words: int = Field(100_000, ge=1, description="Documents with more words are rejected (too_long).")
-    min_alpha_ratio: float = Field(
-        0.5, ge=0, le=1, description="Minimum share of letters among non-space characters (symbol_heavy).")
-    dedup: bool = Field(True, description="Drop exact duplicates (normalized text); the first survives.")
+    thresholds: QualityThresholds = Field(default_factory=QualityThresholds,
+                                          description="Thresholds for sources not listed below (web-text values).")
+    per_source: list[SourceThresholds] = Field(
+        default_factory=lambda: [short_form("python-stdlib-docs")],
+        description="Per-source thresholds; short-form sources must not get web thresholds.")
+    fix_unicode: bool = Field(True, description="Repair mojibake with ftfy (conservative settings).")
+    scrub_pii: bool = Field(True, description="Replace e-mails, phone numbers and public IPs with placeholders.")
+    dedup_exact: bool = Field(True, description="Drop exact duplicates (normalized text).")
+    dedup_near: bool = Field(True, description="Drop near duplicates (MinHash LSH, confirmed by Jaccard).")
+    near_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word 5-grams.")
+    num_perm: int = Field(112, ge=16, le=1024, description="MinHash permutations.")
+    shingle_words: int = Field(5, ge=1, le=32, description="Words per shingle.")
+
+    def for_source(self, source: str) -> QualityThresholds:
+        return next((t for t in self.per_source if t.source == source), self.thresholds)
 
 
-def normalize_text(text: str) -> str:
-    """NFC, no control characters, no trailing spaces, at most one blank line in a row."""
+def normalize_text(text: str, fix_unicode: bool = True) -> str:
+    """ftfy repair, NFC, no control characters, no trailing spaces, at most one blank line in a row."""
+    if fix_unicode:
+        text = _ftfy(text)
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
     text = _TRAILING_WS.sub("\n", text + "\n")
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
+def _ftfy(text: str) -> str:
+    import ftfy
+
+    # datatrove's conservative settings: fix encoding mistakes, leave quotes, HTML and layout alone
+    config = ftfy.TextFixerConfig(unescape_html=False, fix_latin_ligatures=False, fix_character_width=False,
+                                  uncurl_quotes=False, fix_line_breaks=False, normalization=None,
+                                  explain=False)
+    return ftfy.fix_text(text, config=config)
+
+
 @dataclass
-class Scored:
-    text: str
-    n_chars: int
-    n_words: int
-    mean_word_length: float
-    alpha_ratio: float
-
-    @classmethod
-    def of(cls, text: str) -> Scored:
-        words = text.split()
-        visible = sum(1 for c in text if not c.isspace())
-        letters = sum(1 for c in text if c.isalpha())
-        return cls(text=text, n_chars=len(text), n_words=len(words),
-                   mean_word_length=sum(map(len, words)) / len(words) if words else 0.0,
-                   alpha_ratio=letters / visible if visible else 0.0)
+class StepStats:
+    documents: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    dropped: Counter[str] = field(default_factory=Counter)
 
 
-Filter = Callable[[Scored], str | None]
+class _Cleaner:
+    """The per-document chain; each step returns (reason, detail) to reject, or None to go on."""
 
+    def __init__(self, params: CleanParams) -> None:
+        self.params = params
+        self.steps = {name: StepStats() for name in STEPS}
+        self.exact = ExactDeduper()
+        self.near = NearDeduper(params.near_threshold, params.num_perm, params.shingle_words)
 
-def quality_filters(params: CleanParams) -> list[Filter]:
-    """The ordered filter chain; the first reason wins."""
-    return [
-        lambda d: "empty" if d.n_words == 0 else None,
-        lambda d: "too_short" if d.n_words < params.min_words else None,
-        lambda d: "too_long" if d.n_words > params.max_words else None,
-        lambda d: "symbol_heavy" if d.alpha_ratio < params.min_alpha_ratio else None,
-    ]
+    def run(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[str, str | None] | None]:
+        """(clean row, None) to keep, or (None, (reason, detail)) to reject."""
+        doc: dict[str, Any] = {"text": row["text"]}
+        for name in STEPS:
+            stats = self.steps[name]
+            started = time.perf_counter()
+            stats.documents += 1
+            stats.bytes += len(doc["text"].encode("utf-8"))
+            verdict = getattr(self, f"_{name}")(row, doc)
+            stats.seconds += time.perf_counter() - started
+            if verdict:
+                stats.dropped[verdict[0]] += 1
+                return None, verdict
+        return {**row, "text": doc["text"], "language": doc["language"], **doc["scores"]}, None
+
+    def _normalize(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+        doc["text"] = normalize_text(doc["text"], self.params.fix_unicode)
+        return ("empty", "no text after normalization") if not doc["text"] else None
+
+    def _language(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+        doc["language"], doc["language_score"] = identify(doc["text"])
+        t = self.params.for_source(row["source"])
+        if t.allowed_languages and doc["language"] not in t.allowed_languages:
+            return "language", f"{doc['language']} ({doc['language_score']:.2f}) not in {t.allowed_languages}"
+        if doc["language_score"] < t.min_language_score:
+            return "language", f"{doc['language']} probability {doc['language_score']:.2f} < {t.min_language_score}"
+        return None
+
+    def _quality(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+        doc["scores"] = {**score_document(doc["text"]), "language_score": doc["language_score"]}
+        return first_failure(doc["text"], doc["scores"], self.params.for_source(row["source"]))
+
+    def _pii(self, row: dict[str, Any], doc: dict[str, Any]) -> None:
+        counts: Counter[str] = Counter()
+        if self.params.scrub_pii:
+            doc["text"], counts = scrub_pii(doc["text"])
+        doc["scores"].update({f"pii_{kind}": counts.get(kind, 0) for kind in ("email", "phone", "ip")})
+        return None
+
+    def _exact_dedup(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+        first = self.exact.check(row["doc_id"], doc["text"]) if self.params.dedup_exact else None
+        return ("duplicate", f"duplicate of {first}") if first else None
+
+    def _near_dedup(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+        match = self.near.check(row["doc_id"], doc["text"]) if self.params.dedup_near else None
+        return ("near_duplicate", f"near-duplicate of {match[0]} (Jaccard {match[1]:.2f})") if match else None
+
+    def report(self) -> list[dict[str, Any]]:
+        """One row per step: what a Prefect table artifact and the run summary show."""
+        return [{"step": name, "documents": s.documents, "megabytes": round(s.bytes / 1e6, 3),
+                 "seconds": round(s.seconds, 3), "dropped": sum(s.dropped.values()),
+                 "reasons": ", ".join(f"{r} {n}" for r, n in s.dropped.most_common())}
+                for name, s in self.steps.items()]
 
 
 def clean_corpus(raw: DatasetRef, settings: Settings, params: CleanParams | None = None) -> DatasetRef:
-    """Normalize and filter `corpus/raw` into `corpus/clean`; raise if nothing is left."""
+    """Clean `corpus/raw` into `corpus/clean` (+ `corpus/rejected/clean`); raise if nothing is left."""
     params = params or CleanParams()
     require_dataset(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
-    filters = quality_filters(params)
+    cleaner = _Cleaner(params)
     reasons: Counter[str] = Counter()
-    seen: dict[str, str] = {}  # dedup key -> first doc_id (32 bytes a doc: fine to millions)
+    pii: Counter[str] = Counter()  # replacements in the documents kept
     with DatasetWriter(settings.clean_dir, CLEAN_SCHEMA) as clean, \
             DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected:
-        for batch in iter_batches(settings.raw_dir):
+        for batch in iter_batches(settings.raw_dir, batch_size=512):
             for row in batch.to_pylist():
-                scored = Scored.of(normalize_text(row["text"]))
-                reason, detail = _first_reason(filters, scored), None
-                if reason is None and params.dedup:
-                    key = hashlib.sha256(normalize_for_hash(scored.text).encode()).hexdigest()
-                    if key in seen:
-                        reason, detail = "duplicate", f"duplicate of {seen[key]}"
-                    else:
-                        seen[key] = row["doc_id"]
-                if reason:
-                    reasons[reason] += 1
-                    rejected.write_row({**row, "text": row["text"], "stage": STAGE,
-                                        "reason": reason, "detail": detail})
+                kept, verdict = cleaner.run(row)
+                if kept is not None:
+                    clean.write_row(_with_score_types(kept))
+                    pii.update({kind: kept[f"pii_{kind}"] for kind in ("email", "phone", "ip")})
                 else:
-                    clean.write_row(_clean_row(row, scored))
-        stats = _stats(raw.rows, clean.rows_written, reasons)
+                    assert verdict is not None
+                    reasons[verdict[0]] += 1
+                    rejected.write_row({**row, "stage": STAGE, "reason": verdict[0], "detail": verdict[1]})
+        stats = {"input": raw.rows, "kept": clean.rows_written, "rejected": rejected.rows_written,
+                 **{f"rejected_{r}": n for r, n in sorted(reasons.items())},
+                 **{f"pii_{k}": n for k, n in sorted(pii.items()) if n}}
+        report = cleaner.report()
         if clean.rows_written == 0:
-            rejected.commit({"stage": STAGE, "stats": stats})
+            rejected.commit({"stage": STAGE, "stats": stats, "steps": report})
             raise DraftflowError(
                 f"no documents left after cleaning: all {raw.rows} were rejected "
                 f"({_reason_text(reasons)}); see corpus/rejected/clean or relax the thresholds")
-        fp = hashlib.sha256(f"{raw.fingerprint}|{params.model_dump_json()}|{CODE_VERSION}".encode())
-        manifest = {"stage": STAGE, "fingerprint": fp.hexdigest()[:16], "input": raw.fingerprint,
-                    "params": params.model_dump(), "stats": stats}
-        rejected.commit({**manifest, "fingerprint": manifest["fingerprint"] + "-rejected"})
+        fp = fingerprint(raw.fingerprint, params.model_dump(), CODE_VERSION)
+        manifest = {"stage": STAGE, "fingerprint": fp, "input": raw.fingerprint, "params": params.model_dump(),
+                    "stats": stats, "steps": report}
+        rejected.commit({**manifest, "fingerprint": fp + "-rejected"})
         clean.commit(manifest)
-    log.info("kept %d of %d documents; rejected %s", stats["kept"], raw.rows, _reason_text(reasons))
-    return DatasetRef(path=str(settings.clean_dir), fingerprint=manifest["fingerprint"],
-                      rows=stats["kept"], stats=stats)
+    log.info("clean: kept %d of %d documents; rejected %s", stats["kept"], raw.rows, _reason_text(reasons))
+    return DatasetRef(path=str(settings.clean_dir), fingerprint=fp, rows=stats["kept"], stats=stats, report=report)
 
 
-def _first_reason(filters: list[Filter], doc: Scored) -> str | None:
-    for check in filters:
-        reason = check(doc)
-        if reason:
-            return reason
-    return None
-
-
-def _clean_row(row: dict[str, Any], doc: Scored) -> dict[str, Any]:
-    return {**row, "text": doc.text, "n_chars": doc.n_chars, "n_words": doc.n_words,
-            "mean_word_length": doc.mean_word_length, "alpha_ratio": doc.alpha_ratio}
-
-
-def _stats(total: int, kept: int, reasons: Counter[str]) -> dict[str, int]:
-    return {"input": total, "kept": kept, "rejected": sum(reasons.values()),
-            **{f"rejected_{r}": n for r, n in sorted(reasons.items())}}
+def _with_score_types(row: dict[str, Any]) -> dict[str, Any]:
+    for name in INT_SCORES:
+        row[name] = int(row.get(name, 0))
+    for name in FLOAT_SCORES:
+        row[name] = float(row.get(name, 0.0))
+    return row
 
 
 def _reason_text(reasons: Counter[str]) -> str:
@@ -151,5 +205,10 @@ def _reason_text(reasons: Counter[str]) -> str:
 
 @task(name="clean", cache_policy=NO_CACHE)
 def clean(raw: DatasetRef, settings: Settings, params: CleanParams) -> DatasetRef:
-    """Prefect task: `corpus/raw` -> `corpus/clean` + `corpus/rejected/clean`."""
-    return clean_corpus(raw, settings, params)
+    """Prefect task: `corpus/raw` -> `corpus/clean` + `corpus/rejected/clean`, with a per-step table."""
+    from prefect.artifacts import create_table_artifact
+
+    ref = clean_corpus(raw, settings, params)
+    create_table_artifact(ref.report, key="clean-steps", description="Cleaning: documents, MB, seconds and "
+                          "drops per step")
+    return ref

@@ -1,79 +1,176 @@
-"""Ingest: read every source into `corpus/raw`; what cannot be read goes to `corpus/rejected/ingest`."""
+"""Ingest: read every source into `corpus/raw`, incrementally; unreadable input goes to `corpus/rejected/ingest`.
+
+The raw corpus is a snapshot of the sources named in this run. A file whose content hash (plus the
+options and reader code) is unchanged since the last run is not read again: its documents and
+rejections are copied over from the previous snapshot. New and changed files are read; files that
+are gone, or belong to sources not named this run, drop out. Every file and document is counted.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from storage.errors import DraftflowError
-from storage.fingerprint import code_version
-from storage.parquet_store import DatasetWriter
+from storage.fingerprint import code_version, fingerprint
+from storage.parquet_store import DatasetWriter, iter_batches, read_sidecar
 from storage.refs import DatasetRef
-from storage.schemas import RAW_SCHEMA, REJECTED_SCHEMA
+from storage.schemas import FILE_INDEX_SCHEMA, RAW_SCHEMA, REJECTED_SCHEMA
 from storage.settings import Settings
-from tasks.sources import SourceRecord, SourceSpec, read_source
+from tasks.records import SourceRecord
+from tasks.retry import retry_unless_user_error
+from tasks.sources import IngestOptions, SourceSpec, Unit, iter_units
 from tasks.text import doc_id_for
 
 log = logging.getLogger("draftflow.ingest")
 STAGE = "ingest"
-CODE_VERSION = code_version(__file__, __file__.replace("ingest.py", "sources.py"),
-                            __file__.replace("ingest.py", "stdlib_docs.py"))
+FILE_INDEX = "_files.parquet"
+_HERE = Path(__file__).parent
+CODE_VERSION = code_version(*(_HERE / n for n in ("ingest.py", "sources.py", "formats.py", "stdlib_docs.py")))
 
 
-def ingest_corpus(sources: Sequence[str], settings: Settings, text_field: str = "text") -> DatasetRef:
-    """Read all sources into the raw corpus. Stats: seen = documents + rejected."""
+@dataclass
+class _Tally:
+    files: Counter[str] = field(default_factory=Counter)  # new / changed / unchanged / removed
+    reasons: Counter[str] = field(default_factory=Counter)
+    documents_read: int = 0
+    index: dict[str, dict[str, object]] = field(default_factory=dict)  # file -> FILE_INDEX row
+
+
+def ingest_corpus(sources: Sequence[str], settings: Settings, options: IngestOptions | None = None) -> DatasetRef:
+    """Bring `corpus/raw` up to date with the sources. Stats: seen = documents + rejected."""
+    options = options or IngestOptions()
     if not sources:
         raise DraftflowError("no corpus given: pass at least one path or 'python-stdlib-docs'")
     specs = [SourceSpec.parse(s) for s in sources]  # every path is checked before anything is written
+    previous = _previous_hashes(settings)
     now = datetime.now(UTC)
-    reasons: Counter[str] = Counter()
-    digest = hashlib.sha256(CODE_VERSION.encode())
+    tally = _Tally()
+    plan = _plan(specs, options, previous, tally)
+    carried = [file for file, (_, status) in plan.items() if status == "unchanged"]
     with DatasetWriter(settings.raw_dir, RAW_SCHEMA) as raw, \
             DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected:
-        for spec in specs:
-            for record in read_source(spec, text_field=text_field):
-                if record.reason:
-                    reasons[record.reason] += 1
-                    rejected.write_row(_rejected_row(record, now))
-                    continue
-                row = _raw_row(record, now)
-                digest.update(row["doc_id"].encode())
-                raw.write_row(row)
-        stats = {"documents": raw.rows_written, "rejected": rejected.rows_written,
-                 "seen": raw.rows_written + rejected.rows_written,
-                 **{f"rejected_{reason}": n for reason, n in sorted(reasons.items())}}
-        fp = digest.hexdigest()[:16]
+        _carry_over(settings.raw_dir, raw, carried)
+        tally.reasons.update(_carry_over(settings.rejected_dir(STAGE), rejected, carried))
+        for unit, status in plan.values():
+            if status != "unchanged":
+                _read_unit(unit, raw, rejected, now, tally)
+        tally.index.update({row["file"]: row for row in _carried_index(settings, carried)})
+        stats = _stats(raw.rows_written, rejected.rows_written, tally)
+        fp = fingerprint(sorted((r["file"], r["hash"]) for r in tally.index.values()), CODE_VERSION)
         manifest = {"stage": STAGE, "fingerprint": fp, "sources": [s.name for s in specs],
-                    "created_at": now.isoformat(), "stats": stats}
+                    "options": options.model_dump(), "created_at": now.isoformat(), "stats": stats}
+        raw.write_sidecar(FILE_INDEX, pa.Table.from_pylist(list(tally.index.values()), schema=FILE_INDEX_SCHEMA))
         rejected.commit({**manifest, "fingerprint": f"{fp}-rejected"})
         raw.commit(manifest)
-    log.info("ingested %d documents from %d source(s), %d rejected %s",
-             stats["documents"], len(specs), stats["rejected"], dict(reasons) or "")
+    log.info("ingest: %d documents, %d rejected; files new %d, changed %d, unchanged %d, removed %d",
+             stats["documents"], stats["rejected"], stats["files_new"], stats["files_changed"],
+             stats["files_unchanged"], stats["files_removed"])
     return DatasetRef(path=str(settings.raw_dir), fingerprint=fp, rows=stats["documents"], stats=stats)
+
+
+def _previous_hashes(settings: Settings) -> dict[str, str]:
+    table = read_sidecar(settings.raw_dir, FILE_INDEX)
+    if table is None:
+        return {}
+    return dict(zip(table.column("file").to_pylist(), table.column("hash").to_pylist(), strict=True))
+
+
+def _plan(specs: Sequence[SourceSpec], options: IngestOptions, previous: dict[str, str],
+          tally: _Tally) -> dict[str, tuple[Unit, str]]:
+    """Hash every unit and decide: new, changed or unchanged (and count the removed)."""
+    plan: dict[str, tuple[Unit, str]] = {}
+    for spec in specs:
+        for unit in iter_units(spec, options):
+            if unit.file in plan:
+                continue  # the same file named twice (e.g. a folder and a file inside it)
+            try:
+                digest = fingerprint(unit.content_hash(), CODE_VERSION)
+            except OSError:
+                digest = ""  # unreadable: read() reports it, and it is retried next run
+            status = "new" if unit.file not in previous else (
+                "unchanged" if digest and previous[unit.file] == digest else "changed")
+            plan[unit.file] = (unit, status)
+            tally.files[status] += 1
+            if status != "unchanged":
+                tally.index[unit.file] = {"file": unit.file, "source": unit.source, "hash": digest,
+                                          "documents": 0, "rejected": 0}
+    tally.files["removed"] = len(set(previous) - set(plan))
+    return plan
+
+
+def _carry_over(old_dir: Path, writer: DatasetWriter, files: list[str]) -> Counter[str]:
+    """Copy the previous snapshot's rows of unchanged files, batch by batch (Arrow, no Python rows).
+
+    Returns the carried rows' rejection reasons (when the dataset has them), for the snapshot counts.
+    """
+    reasons: Counter[str] = Counter()
+    if not files or not old_dir.exists():
+        return reasons
+    keep = pa.array(files, type=pa.string())
+    for batch in iter_batches(old_dir, batch_size=8192):
+        selected = batch.filter(pc.is_in(batch.column("file"), value_set=keep))
+        if selected.num_rows:
+            writer.write_table(pa.Table.from_batches([selected]))
+            if "reason" in selected.schema.names:
+                reasons.update(selected.column("reason").to_pylist())
+    return reasons
+
+
+def _carried_index(settings: Settings, files: list[str]) -> list[dict[str, object]]:
+    table = read_sidecar(settings.raw_dir, FILE_INDEX)
+    if table is None or not files:
+        return []
+    return table.filter(pc.is_in(table.column("file"), value_set=pa.array(files))).to_pylist()
+
+
+def _read_unit(unit: Unit, raw: DatasetWriter, rejected: DatasetWriter, now: datetime, tally: _Tally) -> None:
+    entry = tally.index[unit.file]
+    for record in unit.read():
+        if record.reason:
+            tally.reasons[record.reason] += 1
+            rejected.write_row(_rejected_row(record, now))
+            entry["rejected"] += 1  # type: ignore[operator]
+        else:
+            raw.write_row(_raw_row(record, now))
+            tally.documents_read += 1
+            entry["documents"] += 1  # type: ignore[operator]
+
+
+def _stats(documents: int, rejected: int, tally: _Tally) -> dict[str, int]:
+    """Counts over the whole snapshot (carried rows included), so they always add up."""
+    return {"documents": documents, "rejected": rejected, "seen": documents + rejected,
+            "documents_read": tally.documents_read,
+            **{f"files_{k}": tally.files.get(k, 0) for k in ("new", "changed", "unchanged", "removed")},
+            **{f"rejected_{reason}": n for reason, n in sorted(tally.reasons.items())}}
 
 
 def _raw_row(record: SourceRecord, now: datetime) -> dict[str, object]:
     assert record.text is not None
-    return {"doc_id": doc_id_for(record.text), "source": record.source, "uri": record.uri,
+    return {"doc_id": doc_id_for(record.text), "source": record.source, "file": record.file, "uri": record.uri,
             "title": record.title, "text": record.text, "meta": json.dumps(record.meta, default=str),
             "ingested_at": now}
 
 
 def _rejected_row(record: SourceRecord, now: datetime) -> dict[str, object]:
     return {"doc_id": doc_id_for(record.text) if record.text else None, "source": record.source,
-            "uri": record.uri, "title": record.title, "text": record.text,
+            "file": record.file, "uri": record.uri, "title": record.title, "text": record.text,
             "meta": json.dumps(record.meta, default=str), "ingested_at": now, "stage": STAGE,
             "reason": record.reason, "detail": record.detail}
 
 
-@task(name="ingest", cache_policy=NO_CACHE)
-def ingest(sources: list[str], settings: Settings, text_field: str = "text") -> DatasetRef:
-    """Prefect task: read the sources into `corpus/raw`."""
-    return ingest_corpus(sources, settings, text_field=text_field)
+@task(name="ingest", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE,
+      retry_condition_fn=retry_unless_user_error)
+def ingest(sources: list[str], settings: Settings, options: IngestOptions) -> DatasetRef:
+    """Prefect task: bring `corpus/raw` up to date (retried on I/O errors, never on a user error)."""
+    return ingest_corpus(sources, settings, options)

@@ -1,39 +1,45 @@
-"""Readers that turn a source (a file, a folder, the embedded stdlib docs) into records.
+"""Sources and their units: what ingest reads, one file (a "unit") at a time.
 
-A reader never raises for bad content: an unreadable file, a binary file, a bad JSONL line or a
-missing column becomes a record with a `reason`, which ingest writes to `corpus/rejected`.
+A source is a file, a folder (recursive, filtered by include/exclude globs) or the embedded
+`python-stdlib-docs`. Each unit has a content hash, so a nightly run can skip what did not change.
+Reading never raises for bad content: it yields records with a reason instead.
 """
 
 from __future__ import annotations
 
-import json
+import fnmatch
+import gzip
+import hashlib
+import io
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
 
 from storage.errors import DraftflowError
+from storage.fingerprint import fingerprint
+from tasks import formats
+from tasks.records import SourceRecord
 
-TEXT_SUFFIXES = {".txt", ".md"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".jsonl", ".parquet"}
+TEXT_SUFFIXES = {".txt", ".md", ".rst"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".html", ".htm", ".jsonl", ".json", ".csv", ".parquet"}
 BUILTIN_SOURCES = {"python-stdlib-docs"}
 _SNIFF_BYTES = 8192
+_CHUNK = 1 << 20
 
 
-@dataclass
-class SourceRecord:
-    """One document read from a source, or one rejection (when `reason` is set)."""
+class IngestOptions(BaseModel):
+    """How files are read; changing these re-reads every file on the next incremental run."""
 
-    source: str
-    uri: str
-    text: str | None
-    title: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-    detail: str | None = None
+    text_field: str = Field("text", description="Field (JSON/JSONL) or column (CSV/Parquet) holding the text.")
+    include: list[str] = Field(default_factory=list, description="Globs a file in a folder must match (any).")
+    exclude: list[str] = Field(default_factory=list, description="Globs that skip a file in a folder.")
+    split: str = Field("none", pattern="^(none|headings|separator)$",
+                       description="Split .txt/.md/.rst files into documents: none, headings or separator.")
+    separator: str = Field("\n---\n", description="The separator when split = separator.")
 
 
 @dataclass(frozen=True)
@@ -54,51 +60,112 @@ class SourceSpec:
         if not path.exists():
             raise DraftflowError(f"corpus path '{raw_path}' does not exist "
                                  f"(give a file, a folder, or one of: {', '.join(sorted(BUILTIN_SOURCES))})")
-        return cls(name=name or path.resolve().stem or "corpus", path=path.resolve())
+        resolved = path.resolve()
+        stem = resolved.name.split(".")[0] if resolved.is_file() else resolved.name
+        return cls(name=name or stem or "corpus", path=resolved)
 
 
-def read_source(spec: SourceSpec, text_field: str = "text") -> Iterator[SourceRecord]:
-    """All records of one source, in a deterministic order."""
+@dataclass(frozen=True)
+class Unit:
+    """One file of a source: hashed to detect change, read into records."""
+
+    source: str
+    file: str
+    path: Path
+    read: Callable[[], Iterator[SourceRecord]]
+    options_key: str = ""
+
+    def content_hash(self) -> str:
+        """sha256 of the bytes (streamed: constant memory) plus the options that shape parsing."""
+        digest = hashlib.sha256(self.options_key.encode())
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()[:32]
+
+
+def iter_units(spec: SourceSpec, options: IngestOptions) -> Iterator[Unit]:
+    """Every unit of a source, in a deterministic order."""
     if spec.path is None:
-        from tasks.stdlib_docs import iter_stdlib_docs
+        from tasks.stdlib_docs import iter_stdlib_units
 
-        yield from iter_stdlib_docs(spec.name)
-    elif spec.path.is_dir():
-        yield from _read_directory(spec.name, spec.path, text_field)
-    else:
-        yield from read_file(spec.name, spec.path, text_field)
-
-
-def _read_directory(source: str, root: Path, text_field: str) -> Iterator[SourceRecord]:
-    for dirpath, dirnames, filenames in os.walk(root):
+        yield from iter_stdlib_units(spec.name)
+        return
+    key = fingerprint(options.model_dump())
+    if spec.path.is_file():
+        yield _file_unit(spec.name, spec.path, options, key)
+        return
+    for dirpath, dirnames, filenames in os.walk(spec.path):
         # hidden folders and files (.git, .DS_Store) are tooling, not content: not read at all
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith("."):
-                yield from read_file(source, Path(dirpath) / name, text_field)
+            path = Path(dirpath) / name
+            rel = path.relative_to(spec.path).as_posix()
+            if name.startswith(".") or not _selected(rel, options):
+                continue
+            yield _file_unit(spec.name, path, options, key)
 
 
-def read_file(source: str, path: Path, text_field: str = "text") -> Iterator[SourceRecord]:
-    suffix = path.suffix.lower()
-    uri = path.as_posix()
-    if suffix not in SUPPORTED_SUFFIXES:
-        yield SourceRecord(source, uri, None, reason="unsupported_type",
-                           detail=f"'{suffix or path.name}' is not one of {sorted(SUPPORTED_SUFFIXES)}")
-    elif suffix == ".parquet":
-        yield from _read_parquet(source, path, text_field)
-    else:
-        text, problem = _read_text(path)
-        if text is None:
-            yield SourceRecord(source, uri, None, reason=problem[0], detail=problem[1])
-        elif suffix == ".jsonl":
-            yield from _read_jsonl(source, uri, text, text_field)
-        else:
-            yield _text_record(source, uri, text, title=_title_of(path, text))
+def _selected(rel: str, options: IngestOptions) -> bool:
+    if options.include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g)
+                                   for g in options.include):
+        return False
+    return not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g) for g in options.exclude)
 
 
-def _read_text(path: Path) -> tuple[str | None, tuple[str, str]]:
+def _file_unit(source: str, path: Path, options: IngestOptions, key: str) -> Unit:
+    return Unit(source, path.as_posix(), path, lambda: read_file(source, path, options), options_key=key)
+
+
+def format_of(path: Path) -> tuple[str, bool]:
+    """The format suffix and whether the file is gzip-compressed (`notes.md.gz` -> `.md`, True)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        return (suffixes[-2] if len(suffixes) > 1 else ""), True
+    return (suffixes[-1] if suffixes else ""), False
+
+
+def read_file(source: str, path: Path, options: IngestOptions) -> Iterator[SourceRecord]:
+    file = path.as_posix()
+    kind, compressed = format_of(path)
+    if kind not in SUPPORTED_SUFFIXES:
+        shown = kind or path.name
+        yield SourceRecord(source, file, file, None, reason="unsupported_type",
+                           detail=f"'{shown}' is not one of {sorted(SUPPORTED_SUFFIXES)} (optionally .gz)")
+        return
     try:
-        data = path.read_bytes()
+        if kind == ".parquet":
+            with _open_binary(path, compressed) as handle:
+                data = handle.read() if compressed else None
+            yield from formats.parse_parquet(source, file, io.BytesIO(data) if data is not None else path,
+                                             options.text_field)
+        elif kind in (".jsonl", ".csv"):
+            yield from _read_streamed(source, file, path, compressed, kind, options)
+        else:
+            text, problem = _read_text(path, compressed)
+            if text is None:
+                yield SourceRecord(source, file, file, None, reason=problem[0], detail=problem[1])
+            elif kind in (".html", ".htm"):
+                yield from formats.parse_html(source, file, text)
+            elif kind == ".json":
+                yield from formats.parse_json(source, file, text, options.text_field)
+            else:
+                yield from formats.parse_text(source, file, text, kind, options.split, options.separator,
+                                              default_title=path.name.split(".")[0])
+    except PermissionError as exc:
+        yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))
+
+
+def _open_binary(path: Path, compressed: bool) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if compressed else path.open("rb")  # type: ignore[return-value]
+
+
+def _read_text(path: Path, compressed: bool) -> tuple[str | None, tuple[str, str]]:
+    try:
+        with _open_binary(path, compressed) as handle:
+            data = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        return None, ("bad_gzip", f"truncated or corrupt gzip: {exc}")
     except OSError as exc:
         return None, ("unreadable", exc.strerror or str(exc))
     if b"\x00" in data[:_SNIFF_BYTES]:
@@ -109,63 +176,26 @@ def _read_text(path: Path) -> tuple[str | None, tuple[str, str]]:
         return None, ("not_utf8", f"byte {exc.start}: {exc.reason}")
 
 
-def _title_of(path: Path, text: str) -> str:
-    for line in text.splitlines()[:20]:
-        if line.startswith("# "):
-            return line[2:].strip()
-    return path.stem
-
-
-def _text_record(source: str, uri: str, text: str, title: str | None = None,
-                 meta: dict[str, Any] | None = None) -> SourceRecord:
-    if not text.strip():
-        return SourceRecord(source, uri, None, title=title, meta=meta or {}, reason="empty",
-                            detail="no text")
-    return SourceRecord(source, uri, text, title=title, meta=meta or {})
-
-
-def _read_jsonl(source: str, uri: str, content: str, text_field: str) -> Iterator[SourceRecord]:
-    lines = 0
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        lines += 1
-        where = f"{uri}#L{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield SourceRecord(source, where, None, reason="bad_json", detail=f"line {number}: {exc.msg}")
-            continue
-        if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
-            yield SourceRecord(source, where, None, reason="missing_field",
-                               detail=f"line {number}: no string field '{text_field}'")
-            continue
-        meta = {k: v for k, v in obj.items() if k not in (text_field, "title")}
-        title = obj.get("title") if isinstance(obj.get("title"), str) else None
-        yield _text_record(source, where, obj[text_field], title=title, meta=meta)
-    if lines == 0:
-        yield SourceRecord(source, uri, None, reason="empty", detail="no JSON lines")
-
-
-def _read_parquet(source: str, path: Path, text_field: str) -> Iterator[SourceRecord]:
-    uri = path.as_posix()
+def _read_streamed(source: str, file: str, path: Path, compressed: bool, kind: str,
+                   options: IngestOptions) -> Iterator[SourceRecord]:
+    """JSONL and CSV line by line, so a large file never sits in memory whole."""
     try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt or non-Parquet file
-        yield SourceRecord(source, uri, None, reason="unreadable", detail=f"not a Parquet file: {exc}")
-        return
-    names = parquet.schema_arrow.names
-    if text_field not in names:
-        yield SourceRecord(source, uri, None, reason="missing_column",
-                           detail=f"no column '{text_field}' (columns: {', '.join(names)})")
-        return
-    columns = [text_field] + (["title"] if "title" in names else [])
-    row = 0
-    for batch in parquet.iter_batches(columns=columns, batch_size=1024):
-        for values in batch.to_pylist():
-            text, where = values[text_field], f"{uri}#row{row}"
-            row += 1
-            if not isinstance(text, str):
-                yield SourceRecord(source, where, None, reason="empty", detail=f"row {row - 1}: no text")
+        with _open_binary(path, compressed) as raw:
+            head = raw.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if hasattr(raw, "peek") else b""
+            if b"\x00" in head:
+                yield SourceRecord(source, file, file, None, reason="binary",
+                                   detail="NUL bytes in the first 8 KiB: not a text file")
+                return
+            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="" if kind == ".csv" else None)
+            if kind == ".csv":
+                yield from formats.parse_csv(source, file, stream, options.text_field)
             else:
-                yield _text_record(source, where, text, title=values.get("title"))
+                yield from formats.parse_jsonl(source, file, stream, options.text_field)
+    except UnicodeDecodeError as exc:
+        yield SourceRecord(source, file, file, None, reason="not_utf8",
+                           detail=f"byte {exc.start} of a chunk: {exc.reason}; records before it were kept")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        yield SourceRecord(source, file, file, None, reason="bad_gzip",
+                           detail=f"truncated or corrupt gzip: {exc}; records before it were kept")
+    except OSError as exc:
+        yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))

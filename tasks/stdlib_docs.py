@@ -13,7 +13,8 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.sources import SourceRecord
+from tasks.records import SourceRecord
+from tasks.sources import Unit
 
 # Test suites, the IDE and bundled wheels are code about Python, not documentation of it.
 _SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__",
@@ -24,9 +25,8 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def iter_stdlib_docs(source: str = "python-stdlib-docs") -> Iterator[SourceRecord]:
-    """Topic texts first, then module/class/function docstrings in path order."""
-    yield from _topic_records(source)
+def iter_stdlib_units(source: str = "python-stdlib-docs") -> Iterator[Unit]:
+    """One unit per public stdlib `.py` file; `pydoc_data/topics.py` yields the reference topics."""
     root = stdlib_root()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames
@@ -34,15 +34,24 @@ def iter_stdlib_docs(source: str = "python-stdlib-docs") -> Iterator[SourceRecor
         for name in sorted(filenames):
             path = Path(dirpath) / name
             module = _public_module_name(root, path)
-            if module:
-                yield from _docstring_records(source, root, path, module)
+            if module == "pydoc_data.topics":
+                yield Unit(source, path.as_posix(), path, lambda p=path: _topic_records(source, p))
+            elif module:
+                yield Unit(source, path.as_posix(), path,
+                           lambda p=path, m=module: _docstring_records(source, root, p, m))
 
 
-def _topic_records(source: str) -> Iterator[SourceRecord]:
+def iter_stdlib_docs(source: str = "python-stdlib-docs") -> Iterator[SourceRecord]:
+    """Every record of the embedded corpus, unit by unit."""
+    for unit in iter_stdlib_units(source):
+        yield from unit.read()
+
+
+def _topic_records(source: str, path: Path) -> Iterator[SourceRecord]:
     from pydoc_data.topics import topics
 
     for topic in sorted(topics):
-        yield SourceRecord(source, f"pydoc_data.topics:{topic}", topics[topic], title=topic,
+        yield SourceRecord(source, path.as_posix(), f"pydoc_data.topics:{topic}", topics[topic], title=topic,
                            meta={"kind": "topic"})
 
 
@@ -56,20 +65,20 @@ def _public_module_name(root: Path, path: Path) -> str | None:
 
 
 def _docstring_records(source: str, root: Path, path: Path, module: str) -> Iterator[SourceRecord]:
-    rel = path.relative_to(root).as_posix()
+    rel, file = path.relative_to(root).as_posix(), path.as_posix()
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (SyntaxError, UnicodeDecodeError, OSError) as exc:
-        yield SourceRecord(source, f"{source}:{rel}", None, reason="unparsable", detail=str(exc))
+        yield SourceRecord(source, file, f"{source}:{rel}", None, reason="unparsable", detail=str(exc))
         return
     doc = ast.get_docstring(tree)
     if doc:
-        yield SourceRecord(source, f"{source}:{rel}", doc, title=module,
+        yield SourceRecord(source, file, f"{source}:{rel}", doc, title=module,
                            meta={"kind": "module", "module": module})
-    yield from _walk_definitions(source, rel, module, tree)
+    yield from _walk_definitions(source, file, rel, module, tree)
 
 
-def _walk_definitions(source: str, rel: str, prefix: str, node: ast.AST) -> Iterator[SourceRecord]:
+def _walk_definitions(source: str, file: str, rel: str, prefix: str, node: ast.AST) -> Iterator[SourceRecord]:
     for child in getattr(node, "body", []):
         if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             continue
@@ -79,7 +88,7 @@ def _walk_definitions(source: str, rel: str, prefix: str, node: ast.AST) -> Iter
         doc = ast.get_docstring(child)
         kind = "class" if isinstance(child, ast.ClassDef) else "function"
         if doc:
-            yield SourceRecord(source, f"{source}:{rel}::{name}", doc, title=name,
+            yield SourceRecord(source, file, f"{source}:{rel}::{name}", doc, title=name,
                                meta={"kind": kind, "module": prefix.split(".")[0]})
         if isinstance(child, ast.ClassDef):
-            yield from _walk_definitions(source, rel, name, child)
+            yield from _walk_definitions(source, file, rel, name, child)

@@ -59,12 +59,13 @@ def test_missing_inputs_are_one_line_errors(capsys: pytest.CaptureFixture[str], 
 
 def test_corpus_that_cleans_to_nothing(capsys: pytest.CaptureFixture[str], settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "a.txt").write_text("tiny")
+    (tmp_path / "c" / "a.txt").write_text("This is far too short to keep.")
     (tmp_path / "c" / "b.bin").write_bytes(b"\x00\x01")
     assert run_cli(capsys, "ingest", str(tmp_path / "c")).code == 0
     result = run_cli(capsys, "clean")
     assert result.code == 1
-    assert result.err.strip().startswith("error: no documents left after cleaning: all 1 were rejected (1 too_short)")
+    assert result.err.strip().startswith(
+        "error: no documents left after cleaning: all 1 were rejected (1 gopher_too_few_words)")
 
 
 def test_console_script_prints_one_line_without_traceback(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from storage.errors import DraftflowError
 from storage.models import Draft, ModelVersion, Run
 from storage.parquet_store import count_rows
 from storage.settings import Settings
+from tasks.clean import STEPS as CLEAN_STEPS
 from tests.tiny import GENERATE, nightly_params
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,9 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     first = nightly(params)
 
     assert first.documents_ingested == 42 == first.documents_kept + first.documents_rejected
-    assert first.rejected_by_reason == {"bad_json": 1}
+    assert first.rejected_by_reason["bad_json"] == 1
+    assert first.files == {"new": 23, "changed": 0, "unchanged": 0, "removed": 0}
+    assert [s["step"] for s in first.clean_steps] == list(CLEAN_STEPS)
     assert count_rows(settings.clean_dir) == first.documents_kept
     assert first.base_model == "scratch" and first.model_version == "v0001"
     assert first.train_steps == params.training.max_steps
@@ -59,6 +62,7 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     second = nightly(params)  # no base model given: continue from the latest version
     assert second.base_model == "version:1" and second.model_version == "v0002"
     assert second.tokenizer_id == first.tokenizer_id
+    assert second.files["unchanged"] == 23 and second.documents_ingested == first.documents_ingested
     with db.session() as s:
         assert s.get(ModelVersion, 2).parent_id == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Draft)) == 2 * expected
@@ -68,7 +72,7 @@ def test_a_failing_stage_marks_the_run_failed_and_keeps_earlier_outputs(
         prefect_harness: None, settings: Settings, tmp_path: Path, prompts_file: Path) -> None:
     corpus = tmp_path / "tiny"
     corpus.mkdir()
-    (corpus / "a.txt").write_text("too short")
+    (corpus / "a.txt").write_text("This is far too short to keep.")
     with pytest.raises(DraftflowError, match="no documents left after cleaning"):
         nightly(nightly_params(str(corpus), str(prompts_file), str(settings.home)))
     with open_database(settings.database_url).session() as s:
@@ -98,11 +102,11 @@ def test_make_run_path_draftflow_run_on_the_embedded_corpus(tmp_path: Path) -> N
 def test_draftflow_run_reports_a_user_error_in_a_stage_without_a_traceback(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "a.txt").write_text("too short")
+    (corpus / "a.txt").write_text("This is far too short to keep.")
     env = {**os.environ, "DRAFTFLOW_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
     exe = Path(sys.executable).with_name("draftflow")
     proc = subprocess.run([str(exe), "run", "--corpus", str(corpus)], capture_output=True, text=True, env=env,
                           timeout=300)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    assert "error: no documents left after cleaning: all 1 were rejected (1 too_short)" in proc.stderr
+    assert "error: no documents left after cleaning: all 1 were rejected (1 gopher_too_few_words)" in proc.stderr
