@@ -12,7 +12,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +33,7 @@ from tasks.base_model import load_tokenizer, tokenizer_id_of
 log = logging.getLogger("draftflow.tokenize")
 EOS_TOKEN = "<|endoftext|>"
 CODE_VERSION = code_version(__file__)
-_ENCODE_BATCH = 512  # documents per encode_batch call: large enough to keep both cores busy
+ENCODE_BATCH = 2048  # documents per encode_batch call: fewer, larger calls keep both cores busy
 
 
 class TokenizeParams(BaseModel):
@@ -105,28 +107,47 @@ class _Packer:
 
     def __init__(self, writer: DatasetWriter, block_size: int, dtype: type[np.integer]) -> None:
         self.writer, self.block_size, self.dtype = writer, block_size, dtype
-        self.pending: list[np.ndarray] = []
-        self.pending_len = 0
+        self.tail = np.empty(0, dtype=dtype)
         self.blocks = 0
         self.tokens = 0
 
-    def add(self, ids: list[int], eos_id: int) -> None:
-        self.pending.append(np.asarray([*ids, eos_id], dtype=self.dtype))
-        self.pending_len += len(ids) + 1
-        if self.pending_len >= self.block_size * 64:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending_len < self.block_size:
+    def add_batch(self, ids: list[int]) -> None:
+        """Ids of a whole record batch of documents, EOS already in place: one numpy conversion."""
+        if not ids:
             return
-        flat = np.concatenate(self.pending)
+        flat = np.concatenate([self.tail, np.array(ids, dtype=self.dtype)])
         n_blocks = len(flat) // self.block_size
-        body, tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
-        column = pa.FixedSizeListArray.from_arrays(pa.array(body), self.block_size)
-        self.writer.write_table(pa.table({"input_ids": column}))
-        self.blocks += n_blocks
-        self.tokens += len(body)
-        self.pending, self.pending_len = [tail], len(tail)
+        body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
+        if n_blocks:
+            column = pa.FixedSizeListArray.from_arrays(pa.array(body), self.block_size)
+            self.writer.write_table(pa.table({"input_ids": column}))
+            self.blocks += n_blocks
+            self.tokens += len(body)
+
+
+def _encoded_batches(backend: Any, clean_dir: Path) -> Iterator[tuple[pa.RecordBatch, list[Any]]]:
+    """Record batches with their encodings, the next batch encoding while the caller packs this one.
+
+    `encode_batch` releases the GIL, so reading, id extraction, packing and writing overlap with it
+    instead of adding to it (one batch ahead: memory stays at two batches).
+    """
+    batches = iter_batches(clean_dir, columns=["doc_id", "text"], batch_size=ENCODE_BATCH)
+
+    # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which packing never uses
+    encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
+
+    def encode(batch: pa.RecordBatch) -> list[Any]:
+        return encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
+        pending: tuple[pa.RecordBatch, Future[list[Any]]] | None = None
+        for batch in batches:
+            submitted = (batch, pool.submit(encode, batch))
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = submitted
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
@@ -144,12 +165,14 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
     with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
         packers = {False: _Packer(train_w, params.block_size, dtype),
                    True: _Packer(val_w, params.block_size, dtype)}
-        for batch in iter_batches(Path(clean.path), columns=["doc_id", "text"], batch_size=_ENCODE_BATCH):
-            encodings = backend.encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
+        for batch, encodings in _encoded_batches(backend, Path(clean.path)):
+            ids: dict[bool, list[int]] = {False: [], True: []}
             for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
-                packers[is_validation(doc_id, params.val_fraction)].add(enc.ids, tok.eos_id)
-        for packer in packers.values():
-            packer.flush()
+                target = ids[is_validation(doc_id, params.val_fraction)]
+                target.extend(enc.ids)
+                target.append(tok.eos_id)
+            for split, packer in packers.items():
+                packer.add_batch(ids[split])
         train, val = packers[False], packers[True]
         if train.blocks == 0 or val.blocks == 0:
             raise DraftflowError(
