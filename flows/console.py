@@ -49,7 +49,8 @@ def summary_table(s: RunSummary) -> Table:
     table = Table(title=f"draftflow nightly run {s.run_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.rejected_by_reason.items(), key=lambda kv: -kv[1]))
+    ranked = sorted(s.rejected_by_reason.items(), key=lambda kv: -kv[1])
+    reasons = ", ".join(f"{k} {v}" for k, v in ranked[:3]) + (f", {len(ranked) - 3} more" if len(ranked) > 3 else "")
     rows = [
         ("Files", ", ".join(f"{k} {v}" for k, v in s.files.items())),
         ("Documents ingested", f"{s.documents_ingested:,}"),

@@ -54,6 +54,9 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"])))
         assert any("Documents ingested | 42" in (a.data or "") for a in artifacts)
+        (steps_table, *_) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["clean-steps"])))
+        assert steps_table.type == "table" and "near_dedup" in str(steps_table.data)
         progress = client.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(any_=["fine-tune-progress", "generate-progress"])))
         assert {a.key for a in progress} == {"fine-tune-progress", "generate-progress"}
