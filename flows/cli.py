@@ -164,9 +164,12 @@ def finetune(
     base_model: BaseModelOpt = None,
     max_minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
     max_steps: Annotated[int, typer.Option(help="Training budget in optimizer steps.")] = 5000,
+    run_id: Annotated[str | None, typer.Option(help="Resume this run from its last checkpoint.")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file with TrainParams (size, schedule, budget).")]
+    = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batches.")] = 1234,
 ) -> None:
-    """Train on the latest tokenized corpus and register a new model version."""
+    """Train on the latest tokenized corpus and register a new model version (torchrun-ready)."""
     from storage.runs import finish_run, start_run
     from tasks.base_model import resolve_base_model
     from tasks.finetune import TrainParams, train_model
@@ -175,15 +178,21 @@ def finetune(
     settings, db = _settings(), _db()
     tokens = latest_tokens(settings)
     base = resolve_base_model(base_model, db)
-    run_id = uuid.uuid4().hex
-    params = TrainParams(max_minutes=max_minutes, max_steps=max_steps, seed=seed)
-    start_run(db, run_id, "finetune", params.model_dump())
+    run_id = run_id or uuid.uuid4().hex
+    params = (_load_json_model(TrainParams, config) if config else TrainParams()).model_copy(
+        update={"max_minutes": max_minutes, "max_steps": max_steps, "seed": seed})
+    lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 records and prints
+    if lead:
+        start_run(db, run_id, "finetune", params.model_dump())
     with console.progress_bar("fine-tune") as progress:
         model = train_model(tokens, base, params, db, settings, run_id=run_id, progress=progress)
-    finish_run(db, run_id, "completed", summary=model.model_dump())
-    _print_stats("finetune", model.path, {"version": model.name, "steps": model.steps,
-                                          "train_loss": round(model.train_loss or 0, 4),
-                                          "val_loss": round(model.val_loss or 0, 4)})
+    if lead:
+        finish_run(db, run_id, "completed", summary=model.model_dump())
+        _print_stats("finetune", model.path, {"version": model.name, "steps": model.steps,
+                                              "train_loss": round(model.train_loss or 0, 4),
+                                              "val_loss": round(model.val_loss or 0, 4),
+                                              "promoted": model.promoted})
+        console.out.print(model.promotion, highlight=False)
 
 
 @app.command()

@@ -62,6 +62,9 @@ class ModelRef(BaseModel):
     tokens_seen: int = 0
     steps: int = 0
     wall_seconds: float = 0.0
+    promoted: bool = True
+    promotion: str = ""
+    stopped_by: str = ""
 
 
 class BaseModelSpec(BaseModel):

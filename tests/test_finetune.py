@@ -16,9 +16,10 @@ from storage.registry import latest_model_version
 from storage.settings import Settings
 from tasks.base_model import load_tokenizer, resolve_base_model, tokenizer_id_of
 from tasks.clean import clean_corpus
-from tasks.finetune import TrainParams, lr_at, train_model
+from tasks.finetune import TrainParams, train_model
 from tasks.ingest import ingest_corpus
 from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+from tasks.train_loop import lr_at
 from tests.tiny import TOKENIZE, TRAIN
 
 

@@ -1,0 +1,153 @@
+"""Training as a system: accumulation and budgets, early stopping, promotion, reports, kill -9 + resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from storage.db import Database
+from storage.refs import BaseModelSpec, TokensRef
+from storage.registry import ModelInfo, latest_model_version
+from storage.settings import Settings
+from tasks.clean import clean_corpus
+from tasks.finetune import train_model
+from tasks.ingest import ingest_corpus
+from tasks.promotion import decide_promotion
+from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+from tests.cli_helpers import run_cli
+from tests.tiny import TOKENIZE, TRAIN
+
+SCRATCH = BaseModelSpec(kind="scratch")
+
+
+@pytest.fixture
+def tokens(settings: Settings, corpus_dir: Path) -> TokensRef:
+    cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
+    return tokenize_corpus(cleaned, prepare_tokenizer(cleaned, SCRATCH, settings, TOKENIZE), settings, TOKENIZE)
+
+
+def metrics_of(path: str) -> dict:
+    return json.loads((Path(path) / "metrics.json").read_text())
+
+
+def test_gradient_accumulation_and_token_budget(settings: Settings, db: Database, tokens: TokensRef) -> None:
+    micro = TRAIN.batch_size * tokens.block_size
+    params = TRAIN.model_copy(update={"tokens_per_step": 2 * micro, "max_tokens": 5 * 2 * micro, "max_steps": 100})
+    model = train_model(tokens, SCRATCH, params, db, settings)
+    metrics = metrics_of(model.path)
+    assert model.steps == 5 and metrics["tokens_seen"] == 5 * 2 * micro
+    assert metrics["stopped_by"] == "max_tokens"
+
+
+def test_early_stopping_keeps_the_best_weights(settings: Settings, db: Database, tokens: TokensRef) -> None:
+    # a learning rate too small to move the loss: no evaluation improves on the first one
+    params = TRAIN.model_copy(update={"learning_rate": 1e-9, "max_steps": 100, "eval_interval": 2, "patience": 2})
+    model = train_model(tokens, SCRATCH, params, db, settings)
+    metrics = metrics_of(model.path)
+    assert metrics["stopped_by"] == "early_stopping" and model.steps == 6  # evals at 2 (best), 4, 6
+    assert metrics["best_step"] == 2
+    assert model.val_loss == pytest.approx(min(h["val_loss"] for h in metrics["history"] if "val_loss" in h))
+
+
+def test_training_leaves_a_loss_curve_and_tensorboard_events(settings: Settings, db: Database,
+                                                             tokens: TokensRef) -> None:
+    model = train_model(tokens, SCRATCH, TRAIN, db, settings)
+    png = Path(model.path) / "loss_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    events = list((Path(model.path) / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+
+
+def test_promotion_rule() -> None:
+    latest = ModelInfo(id=1, name="v0001", path="/m/v0001", tokenizer_id="tok", val_loss=2.0, perplexity=7.39,
+                       train_loss=2.0, parent_id=None)
+    assert decide_promotion(3.0, "tok", None, lambda p: 2.0, 0.02) == (True, "first model version")
+    promote, note = decide_promotion(2.01, "tok", latest, lambda p: 2.0, 0.02)  # 1% worse: within tolerance
+    assert promote and note.startswith("promoted: perplexity 7.46 vs 7.39 for v0001")
+    promote, note = decide_promotion(2.1, "tok", latest, lambda p: 2.0, 0.02)  # 10.5% worse
+    assert not promote and note.startswith("kept but not promoted")
+    promote, note = decide_promotion(9.0, "other", latest, lambda p: 2.0, 0.02)
+    assert promote and "tokenizer differs" in note
+
+
+def test_a_worse_version_is_registered_but_not_promoted(settings: Settings, db: Database, tokens: TokensRef) -> None:
+    good = train_model(tokens, SCRATCH, TRAIN.model_copy(update={"max_steps": 30}), db, settings)
+    worse = train_model(tokens, SCRATCH, TRAIN.model_copy(update={"max_steps": 1, "learning_rate": 1e-6}), db,
+                        settings)
+    assert good.promoted and not worse.promoted
+    assert worse.promotion.startswith("kept but not promoted") and "v0001" in worse.promotion
+    assert latest_model_version(db).name == "v0001" == good.name  # the next run continues from the good one
+    assert Path(worse.path, "config.json").is_file()  # kept in the registry all the same
+
+
+def _finetune_command(home: Path, run_id: str, config: Path, steps: int) -> list[str]:
+    exe = Path(sys.executable).with_name("draftflow")
+    return [str(exe), "--home", str(home), "finetune", "--base-model", "scratch", "--run-id", run_id,
+            "--config", str(config), "--max-steps", str(steps)]
+
+
+@pytest.fixture
+def cli_tokens(capsys: pytest.CaptureFixture[str], settings: Settings, corpus_dir: Path, tmp_path: Path) -> Path:
+    """A data home prepared through the CLI, and a tiny training config for subprocesses."""
+    for args in (["ingest", str(corpus_dir)], ["clean"], ["tokenize", "--vocab-size", "320", "--block-size", "32"]):
+        assert run_cli(capsys, *args).code == 0
+    config = tmp_path / "train.json"
+    config.write_text(TRAIN.model_copy(update={"log_interval": 1, "eval_interval": 10, "checkpoint_interval": 5,
+                                               "max_minutes": 5}).model_dump_json())
+    return config
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
+        settings: Settings, db: Database, cli_tokens: Path) -> None:
+    home, steps = settings.home, 60
+    straight = subprocess.run(_finetune_command(home, "straight", cli_tokens, steps), capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    proc = subprocess.Popen(_finetune_command(home, "killed", cli_tokens, steps), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoint = home / "checkpoints" / "killed" / "step-0000010"
+    deadline = time.monotonic() + 240
+    while not checkpoint.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.is_dir(), "the run ended before its step-10 checkpoint"
+    assert latest_model_version(db).name == "v0001"  # the killed run registered nothing
+
+    resumed = subprocess.run(_finetune_command(home, "killed", cli_tokens, steps), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from the checkpoint at step" in resumed.stderr
+    first, second = (metrics_of(str(home / "models" / v)) for v in ("v0001", "v0002"))
+    assert first["steps"] == second["steps"] == steps
+    assert second["resumed_from"] is not None and second["resumed_from"] >= 10
+    # the loss continues where it was: the resumed curve matches the uninterrupted one step for step
+    losses = {h["step"]: h["train_loss"] for h in first["history"] if "train_loss" in h}
+    after = [(h["step"], h["train_loss"]) for h in second["history"]
+             if "train_loss" in h and h["step"] > second["resumed_from"]]
+    assert after and all(loss == pytest.approx(losses[step], rel=1e-4) for step, loss in after)
+    assert not (home / "checkpoints" / "killed").exists()  # cleared once registered
+
+
+@pytest.mark.slow
+def test_ddp_on_gloo_with_two_processes(settings: Settings, db: Database, cli_tokens: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "flows.cli", "--home", str(settings.home),
+           "finetune", "--base-model", "scratch", "--run-id", "ddp", "--config", str(cli_tokens), "--max-steps", "6"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (version,) = [latest_model_version(db)]
+    metrics = metrics_of(version.path)
+    assert metrics["world_size"] == 2 and metrics["steps"] == 6
+    micro = TRAIN.batch_size * 32
+    assert metrics["tokens_seen"] == 6 * micro * 2  # both ranks trained on their own batches
+    assert proc.stdout.count("version v0001") == 1  # only rank 0 reports
