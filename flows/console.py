@@ -59,6 +59,7 @@ def summary_table(s: RunSummary) -> Table:
         ("Tokens (train + val)", f"{s.tokens:,}  ({s.train_blocks} + {s.val_blocks} blocks)"),
         ("Base model", s.base_model),
         ("Model version", f"{s.model_version}  ({s.model_path})"),
+        ("Promotion", s.promotion),
         ("Training steps", str(s.train_steps)),
         ("Train loss", _f(s.train_loss)),
         ("Validation loss", _f(s.val_loss) + (f"  (perplexity {s.perplexity:.1f})" if s.perplexity else "")),

@@ -53,6 +53,8 @@ class RunSummary(BaseModel):
     model_version: str
     model_path: str
     train_steps: int
+    model_promoted: bool
+    promotion: str
     train_loss: float | None
     val_loss: float | None
     perplexity: float | None

@@ -65,6 +65,8 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     second = nightly(params)  # no base model given: continue from the latest version
     assert second.base_model == "version:1" and second.model_version == "v0002"
     assert second.tokenizer_id == first.tokenizer_id
+    assert first.model_promoted and first.promotion == "first model version"
+    assert "v0001 on the same validation blocks" in second.promotion
     assert second.files["unchanged"] == 23 and second.documents_ingested == first.documents_ingested
     with db.session() as s:
         assert s.get(ModelVersion, 2).parent_id == 1
@@ -113,3 +115,22 @@ def test_draftflow_run_reports_a_user_error_in_a_stage_without_a_traceback(tmp_p
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "error: no documents left after cleaning: all 1 were rejected (1 gopher_too_few_words)" in proc.stderr
+
+
+def test_finetune_runs_as_its_own_flow(prefect_harness: None, settings: Settings, corpus_dir: Path,
+                                       prompts_file: Path) -> None:
+    from flows.finetune_flow import FinetuneParams, finetune_flow
+    from storage.refs import BaseModelSpec
+    from tasks.clean import clean_corpus
+    from tasks.ingest import ingest_corpus
+    from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+    from tests.tiny import TOKENIZE, TRAIN
+
+    cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
+    tokenize_corpus(cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE),
+                    settings, TOKENIZE)
+    model = finetune_flow(FinetuneParams(base_model="scratch", home=str(settings.home), training=TRAIN))
+    assert model.name == "v0001" and model.steps == TRAIN.max_steps
+    with open_database(settings.database_url).session() as s:
+        (run,) = s.scalars(sa.select(Run)).all()
+        assert run.kind == "finetune" and run.status == "completed"

@@ -1,0 +1,45 @@
+"""Fine-tuning as its own flow, so it can be deployed to a GPU work pool and started alone.
+
+It trains on the latest tokenized corpus of the data home; the nightly flow runs the same task
+in-process on one box.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect import flow
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from storage.db import open_database
+from storage.refs import ModelRef
+from storage.runs import finish_run, start_run
+from storage.settings import Settings
+from tasks.base_model import resolve_base_model
+from tasks.finetune import TrainParams, fine_tune
+from tasks.tokenize import latest_tokens
+
+
+class FinetuneParams(BaseModel):
+    base_model: str | None = Field(None, description="Empty: continue from the latest version; or 'scratch', "
+                                                     "a version (v0003), a local folder or a hub id.")
+    home: str | None = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
+    training: TrainParams = Field(default_factory=TrainParams)
+
+
+@flow(name="draftflow-finetune", description="Fine-tune on the latest tokenized corpus and register a version.")
+def finetune_flow(params: FinetuneParams | None = None) -> ModelRef:
+    params = params or FinetuneParams()
+    settings = Settings.from_env(params.home)
+    db = open_database(settings.database_url)
+    run_id = flow_run.get_id() or uuid.uuid4().hex  # a retried flow run keeps its id: training resumes
+    start_run(db, run_id, "finetune", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+    try:
+        model = fine_tune(latest_tokens(settings), resolve_base_model(params.base_model, db), params.training,
+                          settings, run_id)
+    except BaseException as exc:
+        finish_run(db, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(db, run_id, "completed", summary=model.model_dump())
+    return model
