@@ -236,6 +236,20 @@ def generate(
 
 
 @app.command()
+def setup(gpu_slots: Annotated[int, typer.Option(min=1, help="Fine-tunes that may run at once.")] = 1) -> None:
+    """Migrate the drafts database and create the Prefect `gpu` concurrency limit."""
+    from flows.prefect_env import hide_user_error_tracebacks
+    from flows.setup import setup_all
+
+    hide_user_error_tracebacks()
+    done = setup_all(_settings(), gpu_slots)
+    console.out.print(f"database ready: {done['database']}", highlight=False)
+    limit = done["gpu_limit"]
+    console.out.print(f"Prefect concurrency limit on tag '{limit['tag']}': {limit['concurrency_limit']} "
+                      f"({limit['api']})", highlight=False)
+
+
+@app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show the last runs, the model versions and the review queue."""
     from flows.status import print_status

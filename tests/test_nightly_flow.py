@@ -61,6 +61,11 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
             key=ArtifactFilterKey(any_=["fine-tune-progress", "generate-progress"])))
         assert {a.key for a in progress} == {"fine-tune-progress", "generate-progress"}
         assert all(a.type == "progress" and a.data == 100 for a in progress)
+        def by_key(key: str) -> list:  # type: ignore[type-arg]
+            return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+        assert "data:image/png;base64," in by_key("fine-tune-loss-curve")[0].data
+        assert "perplexity" in str(by_key("fine-tune-metrics")[0].data)
 
     second = nightly(params)  # no base model given: continue from the latest version
     assert second.base_model == "version:1" and second.model_version == "v0002"
@@ -134,3 +139,14 @@ def test_finetune_runs_as_its_own_flow(prefect_harness: None, settings: Settings
     with open_database(settings.database_url).session() as s:
         (run,) = s.scalars(sa.select(Run)).all()
         assert run.kind == "finetune" and run.status == "completed"
+
+
+def test_setup_creates_the_gpu_concurrency_limit(prefect_harness: None, settings: Settings) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.setup import setup_all
+
+    assert setup_all(settings, gpu_slots=1)["gpu_limit"]["concurrency_limit"] == 1
+    assert setup_all(settings, gpu_slots=2)["gpu_limit"]["concurrency_limit"] == 2  # idempotent: an upsert
+    with get_client(sync_client=True) as client:
+        assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 2

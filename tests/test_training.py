@@ -121,6 +121,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert checkpoint.is_dir(), "the run ended before its step-10 checkpoint"
+    kept = sorted(p.name for p in checkpoint.parent.glob("step-*"))
+    assert len(kept) <= 2 and kept[-1] >= "step-0000010"  # only the newest keep_checkpoints=2 stay
     assert latest_model_version(db).name == "v0001"  # the killed run registered nothing
 
     resumed = subprocess.run(_finetune_command(home, "killed", cli_tokens, steps), capture_output=True, text=True,
