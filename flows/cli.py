@@ -76,9 +76,9 @@ def run(
     params = NightlyParams(
         corpus=corpus, prompts_file=str(prompts) if prompts else None, base_model=base_model,
         home=str(_settings().home),
-        training=TrainParams(max_minutes=max_train_minutes, max_steps=max_train_steps, seed=seed),
-        generation=GenerationParams(samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
-                                    temperature=temperature, top_p=top_p, seed=seed))
+        training=_validated(TrainParams, max_minutes=max_train_minutes, max_steps=max_train_steps, seed=seed),
+        generation=_validated(GenerationParams, samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
+                              temperature=temperature, top_p=top_p, seed=seed))
     from flows.nightly import nightly
     from flows.prefect_env import hide_user_error_tracebacks
 
@@ -105,8 +105,10 @@ def ingest(
     from tasks.ingest import ingest_corpus
     from tasks.sources import IngestOptions
 
+    # the shell passes "\n" literally: turn the two common escapes into characters
+    separator = separator.replace("\\n", "\n").replace("\\t", "\t")
     options = _validated(IngestOptions, text_field=text_field, include=include or [], exclude=exclude or [],
-                         split=split, separator=separator.encode().decode("unicode_escape"))
+                         split=split, separator=separator)
     ref = ingest_corpus(paths, _settings(), options)
     _print_stats("ingest", ref.path, ref.stats)
 
@@ -179,8 +181,9 @@ def finetune(
     tokens = latest_tokens(settings)
     base = resolve_base_model(base_model, db)
     run_id = run_id or uuid.uuid4().hex
-    params = (_load_json_model(TrainParams, config) if config else TrainParams()).model_copy(
-        update={"max_minutes": max_minutes, "max_steps": max_steps, "seed": seed})
+    loaded = _load_json_model(TrainParams, config) if config else TrainParams()
+    params = _validated(TrainParams, **{**loaded.model_dump(), "max_minutes": max_minutes, "max_steps": max_steps,
+                                        "seed": seed})
     lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 records and prints
     if lead:
         start_run(db, run_id, "finetune", params.model_dump())
@@ -219,8 +222,8 @@ def generate(
     info = get_model_version(db, model) if model else latest_model_version(db)
     if info is None:
         raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")
-    params = GenerationParams(samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_p=top_p, seed=seed)
+    params = _validated(GenerationParams, samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
+                        temperature=temperature, top_p=top_p, seed=seed)
     run_id = run_id or uuid.uuid4().hex
     start_run(db, run_id, "generate", params.model_dump())
     with console.progress_bar("generate") as progress:
@@ -287,6 +290,9 @@ def main() -> None:
         app()
     except DraftflowError as exc:
         console.fail(str(exc))
+    except ValidationError as exc:  # a parameter out of its bounds, wherever it was checked
+        first = exc.errors()[0]
+        console.fail(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}")
     except KeyboardInterrupt:
         console.fail("interrupted", code=130)
 

@@ -48,6 +48,9 @@ def test_generate_rerun_with_the_same_run_id_adds_nothing(capsys: pytest.Capture
     (["generate"], "error: no model version registered yet"),
     (["generate", "--prompts", "/no/prompts.jsonl"], "error: prompts file '/no/prompts.jsonl' does not exist"),
     (["run", "--corpus", "/no/such/corpus"], "error: corpus path '/no/such/corpus' does not exist"),
+    (["run", "--max-new-tokens", "0"], "error: invalid max_new_tokens: Input should be greater than or equal to 1"),
+    (["ingest", "python-stdlib-docs", "--split", "bogus"], "error: invalid split"),
+    (["finetune", "--max-steps", "0"], "error: no tokenized corpus"),
 ])
 def test_missing_inputs_are_one_line_errors(capsys: pytest.CaptureFixture[str], settings: Settings,
                                             args: list[str], message: str) -> None:
