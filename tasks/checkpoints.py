@@ -35,7 +35,12 @@ class LoopState:
 
 
 def _unwrap(model: Any) -> Any:
-    return getattr(model, "module", model)  # DDP wraps the model
+    """The plain module under DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
 
 
 def _barrier() -> None:

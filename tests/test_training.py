@@ -56,6 +56,16 @@ def test_early_stopping_keeps_the_best_weights(settings: Settings, db: Database,
     assert model.val_loss == pytest.approx(min(h["val_loss"] for h in metrics["history"] if "val_loss" in h))
 
 
+@pytest.mark.slow
+def test_torch_compile_trains_checkpoints_and_keeps_the_best(settings: Settings, db: Database,
+                                                             tokens: TokensRef) -> None:
+    params = TRAIN.model_copy(update={"compile": True, "checkpoint_interval": 2, "eval_interval": 2})
+    model = train_model(tokens, SCRATCH, params, db, settings)
+    metrics = metrics_of(model.path)
+    assert model.steps == TRAIN.max_steps and metrics["best_step"] in {2, 4, 6}
+    assert model.val_loss == pytest.approx(min(h["val_loss"] for h in metrics["history"] if "val_loss" in h))
+
+
 def test_training_leaves_a_loss_curve_and_tensorboard_events(settings: Settings, db: Database,
                                                              tokens: TokensRef) -> None:
     model = train_model(tokens, SCRATCH, TRAIN, db, settings)
