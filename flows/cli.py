@@ -215,7 +215,7 @@ def generate(
     from storage.runs import finish_run, start_run
     from tasks.generate import GenerationParams, generate_drafts
     from tasks.prompts import load_prompts
-    from tasks.review import queue_run
+    from tasks.review import corpus_index, queue_run
 
     db = _db()
     rows = load_prompts(prompts)
@@ -229,11 +229,11 @@ def generate(
     with console.progress_bar("generate") as progress:
         result = generate_drafts(ModelRef(version_id=info.id, name=info.name, path=info.path), rows, params,
                                  db, run_id, progress=progress)
-    queued = queue_run(db, run_id)
+    queued = queue_run(db, run_id, corpus_index(_settings(), None))
     finish_run(db, run_id, "completed", summary=result.model_dump())
     _print_stats("generate", f"run {run_id}", {"drafts_new": result.drafts_new,
                                                "drafts_skipped": result.drafts_skipped,
-                                               "queued": queued.queued,
+                                               "queued": queued.queued, "flagged": queued.flagged,
                                                "tokens_per_second": round(result.tokens_per_second)})
     console.out.print("Review them:  [bold]draftflow review list --status pending[/]")
 

@@ -64,6 +64,8 @@ def summary_table(s: RunSummary) -> Table:
         ("Train loss", _f(s.train_loss)),
         ("Validation loss", _f(s.val_loss) + (f"  (perplexity {s.perplexity:.1f})" if s.perplexity else "")),
         ("Drafts queued", f"{s.drafts_queued}  (generation {s.generate_tokens_per_second:.0f} tokens/s)"),
+        ("  flagged", f"{s.drafts_flagged}" + (f"  ({', '.join(f'{k} {v}' for k, v in s.flags.items())})"
+                                              if s.flags else "")),
         ("Review queue", ", ".join(f"{k} {v}" for k, v in sorted(s.queue.items()))),
         ("Stage seconds", ", ".join(f"{k} {v:.0f}" for k, v in s.seconds.items())),
     ]

@@ -67,7 +67,7 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
     model = _timed(seconds, "fine_tune", lambda: fine_tune(tokens, base, params.training, settings, run_id))
     generated = _timed(seconds, "generate",
                        lambda: generate(model, params.prompts_file, params.generation, settings, run_id))
-    queued = _timed(seconds, "queue_for_review", lambda: queue_for_review(run_id, settings))
+    queued = _timed(seconds, "queue_for_review", lambda: queue_for_review(run_id, settings, cleaned, params.checks))
     reasons = {k.removeprefix("rejected_"): v for stats in (raw.stats, cleaned.stats)
                for k, v in stats.items() if k.startswith("rejected_")}
     return RunSummary(
@@ -82,7 +82,8 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
         model_path=model.path, train_steps=model.steps, model_promoted=model.promoted, promotion=model.promotion,
         train_loss=model.train_loss,
         val_loss=model.val_loss, perplexity=model.perplexity,
-        drafts_generated=generated.drafts_new, drafts_queued=queued.queued,
+        drafts_generated=generated.drafts_new, drafts_queued=queued.queued, drafts_flagged=queued.flagged,
+        flags=queued.flags,
         generate_tokens_per_second=round(generated.tokens_per_second, 1), queue=queued.queue,
         seconds=seconds)
 
@@ -95,6 +96,7 @@ def render_markdown(s: RunSummary) -> str:
             ("Train steps", s.train_steps),
             ("Train loss", _fmt(s.train_loss)), ("Validation loss", _fmt(s.val_loss)),
             ("Perplexity", _fmt(s.perplexity)), ("Drafts queued", s.drafts_queued),
+            ("Drafts flagged", s.drafts_flagged),
             ("Generation tokens/s", s.generate_tokens_per_second)]
     lines = ["# Nightly run", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
              "## Rejected by reason", "", "| reason | documents |", "|---|---|",

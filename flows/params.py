@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks.clean import CleanParams
+from tasks.draft_checks import CheckParams
 from tasks.finetune import TrainParams
 from tasks.generate import GenerationParams
 from tasks.sources import IngestOptions
@@ -31,6 +32,7 @@ class NightlyParams(BaseModel):
     tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
     training: TrainParams = Field(default_factory=TrainParams)
     generation: GenerationParams = Field(default_factory=GenerationParams)
+    checks: CheckParams = Field(default_factory=CheckParams)
 
 
 class RunSummary(BaseModel):
@@ -60,6 +62,8 @@ class RunSummary(BaseModel):
     perplexity: float | None
     drafts_generated: int
     drafts_queued: int
+    drafts_flagged: int
+    flags: dict[str, int]
     generate_tokens_per_second: float
     queue: dict[str, int]
     seconds: dict[str, float]

@@ -125,7 +125,7 @@ def _explain_refusal(session: Session, draft_id: int, action: str,
     if draft is None:
         raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
     if draft.status not in allowed_from:
-        allowed = " or ".join(allowed_from)
+        allowed = ", ".join(allowed_from[:-1]) + (" or " if len(allowed_from) > 1 else "") + allowed_from[-1]
         raise TransitionError(f"cannot {action} draft {draft_id}: it is {draft.status}; "
                               f"only {allowed} drafts can be {_past(action)}")
     raise ConflictError(f"draft {draft_id} changed since version {expected_version} "

@@ -32,6 +32,7 @@ def utcnow() -> datetime:
 class DraftStatus(enum.StrEnum):
     GENERATED = "generated"  # written by generate, not yet checked and queued
     PENDING = "pending"  # in the review queue
+    FLAGGED = "flagged"  # held by a draft check (copied, PII, ...): reviewed apart, never deleted
     IN_REVIEW = "in_review"  # claimed by an editor (lease)
     APPROVED = "approved"
     REJECTED = "rejected"

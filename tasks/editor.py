@@ -13,7 +13,7 @@ from storage.drafts import get_draft, list_drafts, transition
 from storage.errors import DraftflowError
 from storage.models import Draft, DraftStatus, Prompt, ReviewEvent
 
-REVIEWABLE = (DraftStatus.PENDING.value, DraftStatus.IN_REVIEW.value)
+REVIEWABLE = (DraftStatus.PENDING.value, DraftStatus.IN_REVIEW.value, DraftStatus.FLAGGED.value)
 
 
 def approve(db: Database, draft_id: int, editor: str, note: str | None = None) -> Draft:

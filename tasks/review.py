@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections import Counter
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from storage.db import Database
 from storage.drafts import draft_ids, get_draft, status_counts, transition
 from storage.models import DraftStatus
+from storage.parquet_store import read_manifest
+from storage.refs import DatasetRef
 from storage.settings import Settings
+from tasks.draft_checks import CheckParams, NgramIndex, check_draft
 
 log = logging.getLogger("draftflow.review")
 SYSTEM_ACTOR = "draftflow"
@@ -21,33 +25,48 @@ SYSTEM_ACTOR = "draftflow"
 class QueueResult(BaseModel):
     run_id: str
     queued: int
+    flagged: int = 0
+    flags: dict[str, int] = Field(default_factory=dict)
     queue: dict[str, int]
 
 
-def draft_checks(text: str) -> dict[str, Any]:
-    """Checks shown to editors (deepened in later issues: originality, repetition, PII)."""
-    words = text.split()
-    return {"n_words": len(words), "n_chars": len(text),
-            "distinct_word_ratio": round(len(set(words)) / len(words), 3) if words else 0.0}
-
-
-def queue_run(db: Database, run_id: str) -> QueueResult:
-    """Check each `generated` draft of a run and move it to `pending` (the review queue)."""
-    queued = 0
+def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
+              params: CheckParams | None = None) -> QueueResult:
+    """Check each `generated` draft of a run; clean ones go to `pending`, risky ones to `flagged`."""
+    params = params or CheckParams()
+    queued = flagged = 0
+    reasons: Counter[str] = Counter()
     for draft_id in draft_ids(db, run_id, DraftStatus.GENERATED.value):
         draft, _, _ = get_draft(db, draft_id)
-        transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR,
-                   allowed_from=[DraftStatus.GENERATED.value], to_status=DraftStatus.PENDING.value,
-                   scores={**draft.scores, **draft_checks(draft.original_text)})
+        scores, flags = check_draft(draft.original_text, index, params)
+        target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
+        transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
+                   to_status=target.value, note=", ".join(flags) or None,
+                   scores={**draft.scores, **scores, "flags": flags})
         queued += 1
+        flagged += bool(flags)
+        reasons.update(flag.split(":")[0] for flag in flags)
     counts = status_counts(db)
-    log.info("queued %d drafts of run %s; queue now %s", queued, run_id, counts)
-    return QueueResult(run_id=run_id, queued=queued, queue=counts)
+    log.info("queued %d drafts of run %s (%d flagged: %s); queue now %s", queued, run_id, flagged,
+             dict(reasons) or "-", counts)
+    return QueueResult(run_id=run_id, queued=queued, flagged=flagged, flags=dict(reasons), queue=counts)
+
+
+def corpus_index(settings: Settings, clean: DatasetRef | None) -> NgramIndex | None:
+    """The originality index of the corpus the model was trained on (None before any clean run)."""
+    if clean is None:
+        manifest = read_manifest(settings.clean_dir)
+        if manifest is None:
+            log.warning("no clean corpus: drafts are queued without the originality check")
+            return None
+        clean = DatasetRef(path=str(settings.clean_dir), fingerprint=manifest["fingerprint"], rows=manifest["rows"])
+    return NgramIndex.load_or_build(Path(clean.path), clean.fingerprint, settings.home / "corpus" / "ngram-index")
 
 
 @task(name="queue_for_review", cache_policy=NO_CACHE)
-def queue_for_review(run_id: str, settings: Settings) -> QueueResult:
-    """Prefect task: this run's generated drafts enter the editors' queue."""
+def queue_for_review(run_id: str, settings: Settings, clean: DatasetRef | None = None,
+                     params: CheckParams | None = None) -> QueueResult:
+    """Prefect task: this run's generated drafts are checked and enter the editors' queue."""
     from storage.db import open_database
 
-    return queue_run(open_database(settings.database_url), run_id)
+    return queue_run(open_database(settings.database_url), run_id, corpus_index(settings, clean), params)

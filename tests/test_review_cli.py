@@ -95,7 +95,7 @@ def test_a_disallowed_transition_is_refused_and_changes_nothing(capsys: pytest.C
     refused = run_cli(capsys, "review", "approve", str(first), "--editor", "ann")
     assert refused.code == 1
     assert refused.err.strip() == (f"error: cannot approve draft {first}: it is rejected; "
-                                   "only pending or in_review drafts can be approved")
+                                   "only pending, in_review or flagged drafts can be approved")
     assert events(db, first) == before
     with db.session() as s:
         assert s.get(Draft, first).status == "rejected"
