@@ -8,7 +8,7 @@ status first) means two editors acting at once can never both win.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -25,6 +25,7 @@ class PromptRow:
     text: str
     category: str | None
     source: str
+    params: dict[str, Any] = field(default_factory=dict)  # per-prompt sampling overrides (not stored)
 
 
 def upsert_prompts(db: Database, prompts: Sequence[PromptRow]) -> dict[str, int]:

@@ -1,7 +1,9 @@
-"""Generate: batched, left-padded sampling from a registered model; one draft row per sample.
+"""Generate: batched sampling with a KV cache from a registered model; one draft row per sample.
 
-Drafts are written after each batch, and (run, prompt, sample) is unique: a run started again
-generates only the drafts it is missing and never duplicates one.
+Prompts are bucketed by length, finished sequences leave the batch (tasks/sampling.py), and each
+draft samples with its own seed derived from the run seed, the prompt and the sample index, so a
+stored draft can be regenerated from its recorded parameters. Drafts are written after each
+batch and (run, prompt, sample) is unique: a run started again makes only the missing drafts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
@@ -27,22 +28,35 @@ from storage.settings import Settings
 from tasks.base_model import load_causal_lm, load_tokenizer
 from tasks.finetune import pick_device
 from tasks.progress import PrefectProgress, Progress, no_progress
+from tasks.sampling import Request, SampleSettings, decode_batch
 
 log = logging.getLogger("draftflow.generate")
+OVERRIDABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "stop")
 
 
 class GenerationParams(BaseModel):
-    """Sampling parameters; every draft records the ones it was made with."""
+    """Run defaults; a prompt file's fields of the same names override them per prompt."""
 
     samples_per_prompt: int = Field(2, ge=1, le=100, description="Drafts per prompt.")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="New tokens per draft at most.")
     temperature: float = Field(0.8, ge=0, le=5, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
-    batch_size: int = Field(16, ge=1, le=1024, description="Prompts per generate call.")
-    seed: int = Field(1234, description="Run seed; each batch's seed is derived from it.")
+    top_k: int = Field(0, ge=0, description="Sample among the k likeliest tokens; 0 is off.")
+    repetition_penalty: float = Field(1.0, ge=1, le=5, description="> 1 discourages repeating tokens.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings: generation ends there, trimmed.")
+    template: str = Field("{text}", description="Model input built from the prompt: {text} and {category}.")
+    batch_size: int = Field(16, ge=1, le=1024, description="Prompts per batch.")
+    seed: int = Field(1234, description="Run seed; each draft's seed derives from it, the prompt and the sample.")
 
-    def sampling(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+    def settings_for(self, prompt: PromptRow) -> SampleSettings:
+        values = {k: getattr(self, k) for k in OVERRIDABLE} | {k: v for k, v in prompt.params.items()
+                                                                if k in OVERRIDABLE}
+        return SampleSettings(**values)
+
+
+def draft_seed(run_seed: int, prompt_key: str, sample_index: int) -> int:
+    """The seed of one draft: the same run seed, prompt and sample always sample the same way."""
+    return int(fingerprint(run_seed, prompt_key, sample_index)[:8], 16) & 0x7FFFFFFF
 
 
 @dataclass
@@ -50,7 +64,7 @@ class _Job:
     prompt: PromptRow
     prompt_id: int
     sample_index: int
-    n_tokens: int
+    input_ids: list[int]
 
 
 class GenerateResult(BaseModel):
@@ -61,15 +75,15 @@ class GenerateResult(BaseModel):
     drafts_skipped: int
     new_tokens: int
     seconds: float
+    samples: list[dict[str, Any]] = Field(default_factory=list)  # a few drafts for the run report
 
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
-def batch_seed(run_seed: int, sample_index: int, keys: Sequence[str]) -> int:
-    """A batch's seed from the run seed and what is in the batch (recorded on each draft)."""
-    return int(fingerprint(run_seed, sample_index, list(keys))[:8], 16) & 0x7FFFFFFF
+def render_input(template: str, prompt: PromptRow) -> str:
+    return template.format(text=prompt.text, category=prompt.category or "text")
 
 
 def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: GenerationParams,
@@ -78,76 +92,84 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     started = time.perf_counter()
     device = pick_device()
     tokenizer = load_tokenizer(model_ref.path)
-    tokenizer.padding_side = "left"  # decoder-only: pad on the left so new tokens follow the prompt
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config = AutoConfig.from_pretrained(model_ref.path)
     context = getattr(config, "n_positions", None) or config.max_position_embeddings
-    max_prompt = max(1, context - params.max_new_tokens - 1)
-
     ids = upsert_prompts(db, prompts)
     done = existing_samples(db, run_id)
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    encoded = {p.key: [start_id, *tokenizer(p.text, add_special_tokens=False)["input_ids"][-max_prompt:]]
-               for p in prompts}
-    jobs = [_Job(p, ids[p.key], s, len(encoded[p.key]))
-            for s in range(params.samples_per_prompt) for p in prompts if (ids[p.key], s) not in done]
+    jobs = []
+    for s in range(params.samples_per_prompt):
+        for p in prompts:
+            if (ids[p.key], s) in done:
+                continue
+            keep = max(1, context - params.settings_for(p).max_new_tokens - 1)  # the prompt's tail fits
+            encoded = tokenizer(render_input(params.template, p), add_special_tokens=False)["input_ids"][-keep:]
+            jobs.append(_Job(p, ids[p.key], s, [start_id, *encoded]))
     skipped = len(prompts) * params.samples_per_prompt - len(jobs)
-    # Deterministic plan: per sample index, prompts sorted by length so a batch pads little.
-    jobs.sort(key=lambda j: (j.sample_index, j.n_tokens, j.prompt.key))
-    new_drafts = new_tokens = 0
+    # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
+    jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
     model = load_causal_lm(model_ref.path).to(device).eval() if jobs else None
+    new_drafts = new_tokens = 0
+    samples: list[dict[str, Any]] = []
     for start in range(0, len(jobs), params.batch_size):
         batch = jobs[start:start + params.batch_size]
-        rows, tokens = _generate_batch(model, tokenizer, batch, encoded, params, pad_id, device,
-                                       run_id, model_ref.version_id)
+        rows, tokens = _generate_batch(model, tokenizer, batch, params, device, run_id, model_ref.version_id)
         new_drafts += insert_drafts(db, rows)
         new_tokens += tokens
+        if rows:
+            samples.append({"prompt": batch[0].prompt.text[:60], "draft": rows[0]["current_text"][:160]})
         progress(start + len(batch), len(jobs), f"{new_drafts} drafts")
     seconds = time.perf_counter() - started
     result = GenerateResult(run_id=run_id, model_version=model_ref.name, prompts=len(prompts),
                             drafts_new=new_drafts, drafts_skipped=skipped, new_tokens=new_tokens,
-                            seconds=seconds)
+                            seconds=seconds, samples=samples[:8])
     log.info("generated %d drafts (%d already there) with %s: %d new tokens, %.0f tokens/s",
              new_drafts, skipped, model_ref.name, new_tokens, result.tokens_per_second)
     return result
 
 
-@torch.no_grad()
-def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], encoded: dict[str, list[int]],
-                    params: GenerationParams, pad_id: int, device: torch.device, run_id: str,
-                    model_version_id: int) -> tuple[list[dict[str, Any]], int]:
-    seqs = [encoded[j.prompt.key] for j in batch]
-    width = max(map(len, seqs))
-    input_ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in seqs], device=device)
-    attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
-    seed = batch_seed(params.seed, batch[0].sample_index, [j.prompt.key for j in batch])
-    torch.manual_seed(seed)
-    sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p} \
-        if params.temperature > 0 else {"do_sample": False}
-    output = model.generate(input_ids=input_ids, attention_mask=attention,
-                            max_new_tokens=params.max_new_tokens, pad_token_id=pad_id,
-                            eos_token_id=tokenizer.eos_token_id, **sampling)
+def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: GenerationParams, device: Any,
+                    run_id: str, model_version_id: int) -> tuple[list[dict[str, Any]], int]:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    requests = [Request(j.input_ids, params.settings_for(j.prompt),
+                        draft_seed(params.seed, j.prompt.key, j.sample_index)) for j in batch]
+    outputs = decode_batch(model, requests, pad_id, tokenizer.eos_token_id, device,
+                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     rows, total = [], 0
-    for job, row in zip(batch, output[:, width:].tolist(), strict=True):
-        stopped = tokenizer.eos_token_id in row
-        new = row[: row.index(tokenizer.eos_token_id)] if stopped else row
-        total += len(new)
-        text = (job.prompt.text + tokenizer.decode(new, skip_special_tokens=True)).strip()
+    for job, request, out in zip(batch, requests, outputs, strict=True):
+        new = out.ids[:-1] if out.stopped == "eos" else out.ids
+        total += len(out.ids)
+        continuation = _trim_stop(tokenizer.decode(new, skip_special_tokens=True), request.settings.stop)
+        text = (job.prompt.text + continuation).strip()
+        settings = request.settings
         rows.append({"run_id": run_id, "model_version_id": model_version_id, "prompt_id": job.prompt_id,
                      "sample_index": job.sample_index, "original_text": text, "current_text": text,
-                     "params": params.sampling(), "seed": seed,
-                     "scores": {"new_tokens": len(new), "prompt_tokens": job.n_tokens,
-                                "stopped_at_eos": stopped}})
+                     "params": {k: getattr(settings, k) for k in OVERRIDABLE} | {"template": params.template},
+                     "seed": request.seed,
+                     "scores": {"new_tokens": len(new), "prompt_tokens": len(job.input_ids),
+                                "stopped": out.stopped, "stopped_at_eos": out.stopped == "eos"}})
     return rows, total
+
+
+def _trim_stop(text: str, stops: list[str]) -> str:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
 
 
 @task(name="generate", cache_policy=NO_CACHE)
 def generate(model: ModelRef, prompts_file: str | None, params: GenerationParams, settings: Settings,
              run_id: str) -> GenerateResult:
     """Prefect task: drafts for every prompt x sample of this run that is not there yet."""
+    from prefect.artifacts import create_table_artifact
+
     from storage.db import open_database
     from tasks.prompts import load_prompts
 
     prompts = load_prompts(Path(prompts_file) if prompts_file else None)
-    return generate_drafts(model, prompts, params, open_database(settings.database_url), run_id,
-                           progress=PrefectProgress("generate-progress", "Generating drafts"))
+    result = generate_drafts(model, prompts, params, open_database(settings.database_url), run_id,
+                             progress=PrefectProgress("generate-progress", "Generating drafts"))
+    throughput = {"prompt": "(throughput)",
+                  "draft": f"{result.tokens_per_second:.0f} new tokens/s, {result.drafts_new} drafts"}
+    create_table_artifact([*result.samples, throughput], key="generate-samples",
+                          description="Sample drafts and generation throughput")
+    return result

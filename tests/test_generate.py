@@ -66,7 +66,8 @@ def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model
     assert {(d.prompt_id, d.sample_index) for d in rows} == {(p, s) for p in prompt_ids for s in (0, 1)}
     for d in rows:
         assert d.status == "generated" and d.model_version_id == tiny_model.version_id
-        assert d.params == {"temperature": 0.9, "top_p": 0.9, "max_new_tokens": 8}
+        assert d.params == {"temperature": 0.9, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0,
+                            "max_new_tokens": 8, "stop": [], "template": "{text}"}
         assert isinstance(d.seed, int) and d.original_text == d.current_text
         assert 0 < d.scores["new_tokens"] <= 8 or d.scores["stopped_at_eos"]
 
@@ -123,3 +124,71 @@ def test_queue_moves_generated_drafts_to_pending_with_an_event(db: Database, tin
         ("queue", "generated", "pending", "draftflow")}
     assert queue_run(db, "run-q").queued == 0  # idempotent
     json.dumps(result.model_dump())
+
+
+def test_per_prompt_overrides_and_stop_strings(db: Database, tiny_model: ModelRef, tmp_path: Path) -> None:
+    greedy = GenerationParams(samples_per_prompt=1, max_new_tokens=12, temperature=0, batch_size=4)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"id": "x", "text": "The module returns"}) + "\n")
+    start_run(db, "free", "test", {})
+    generate_drafts(tiny_model, load_prompts(plain), greedy, db, "free")
+    (free,) = drafts(db, "free")
+    continuation = free.original_text[len("The module returns"):]
+    stop = continuation.strip()[len(continuation.strip()) // 2:][:3]  # text the model is known to write
+    assert stop.strip()
+
+    overrides = tmp_path / "overrides.jsonl"
+    overrides.write_text(json.dumps({"id": "x", "text": "The module returns", "stop": stop}) + "\n"
+                         + json.dumps({"id": "y", "text": "A thread queue is", "max_new_tokens": 2}) + "\n")
+    start_run(db, "over", "test", {})
+    generate_drafts(tiny_model, load_prompts(overrides), greedy, db, "over")
+    by_prompt = {d.params["max_new_tokens"]: d for d in drafts(db, "over")}
+    short, stopped = by_prompt[2], by_prompt[12]
+    assert short.scores["new_tokens"] <= 2 and short.params["stop"] == []
+    assert stopped.params["stop"] == [stop] and stopped.scores["stopped"] == "stop_string"
+    assert stop not in stopped.original_text[len("The module returns"):]
+    assert free.original_text.startswith(stopped.original_text)  # the same text, cut at the stop string
+
+
+def test_a_draft_regenerates_from_its_recorded_seed_alone(db: Database, tiny_model: ModelRef,
+                                                          prompts_file: Path) -> None:
+    prompts = load_prompts(prompts_file)
+    sampled = GenerationParams(samples_per_prompt=2, max_new_tokens=10, temperature=1.0, top_p=0.9, batch_size=8)
+    start_run(db, "batch", "test", {})
+    generate_drafts(tiny_model, prompts, sampled, db, "batch")
+    batched = {(d.prompt_id, d.sample_index): d for d in drafts(db, "batch")}
+    assert len({d.seed for d in batched.values()}) == 6  # one seed per draft
+    # each prompt alone, in its own run and batch: the same seeds give the same drafts
+    for prompt in prompts:
+        run = f"alone-{prompt.key}"
+        start_run(db, run, "test", {})
+        generate_drafts(tiny_model, [prompt], sampled.model_copy(update={"batch_size": 1}), db, run)
+        for d in drafts(db, run):
+            twin = batched[(d.prompt_id, d.sample_index)]
+            assert (d.seed, d.original_text) == (twin.seed, twin.original_text)
+
+
+def test_prompts_from_csv_parquet_and_the_prompts_table(db: Database, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.prompts import prompts_from_table
+
+    csv_file = tmp_path / "seeds.csv"
+    csv_file.write_text("id,text,category,temperature\n1,First seed,news,0.5\n2,Second seed,,\n")
+    rows = load_prompts(csv_file)
+    assert [(r.text, r.category, r.params) for r in rows] == [
+        ("First seed", "news", {"temperature": 0.5}), ("Second seed", None, {})]
+    parquet_file = tmp_path / "seeds.parquet"
+    pq.write_table(pa.table({"text": ["From parquet"], "category": ["product description"]}), parquet_file)
+    assert load_prompts(parquet_file)[0].category == "product description"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "x", "temperature": -1}) + "\n")
+    with pytest.raises(DraftflowError, match="line 1: temperature"):
+        load_prompts(bad)
+    from storage.drafts import upsert_prompts
+
+    upsert_prompts(db, rows)
+    assert [p.text for p in prompts_from_table(db, "news")] == ["First seed"]
+    with pytest.raises(DraftflowError, match="prompts table is empty for category 'none'"):
+        prompts_from_table(db, "none")

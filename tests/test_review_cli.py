@@ -43,7 +43,7 @@ def test_list_and_show(capsys: pytest.CaptureFixture[str], queued: list[int]) ->
     assert table.code == 0 and "pending" in table.out
     shown = json.loads(run_cli(capsys, "review", "show", str(queued[0]), "--json").out)
     assert shown["history"][0]["action"] == "queue"
-    assert set(shown["params"]) == {"temperature", "top_p", "max_new_tokens"}
+    assert {"temperature", "top_p", "max_new_tokens", "stop"} <= set(shown["params"])
     human = run_cli(capsys, "review", "show", str(queued[0]))
     assert human.code == 0 and "History" in human.out and shown["current_text"].split()[0] in human.out
     assert json.loads(run_cli(capsys, "review", "list", "--status", "approved", "--json").out) == []

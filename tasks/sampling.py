@@ -1,0 +1,123 @@
+"""A batched decode loop with a KV cache that stops paying for finished sequences.
+
+HF `generate` keeps every row of a batch until the longest one ends; here a row leaves the batch
+(and the KV cache) as soon as it hits EOS, its own token limit or a stop string. Each row samples
+with its own torch.Generator, seeded per draft, so a draft does not depend on which other prompts
+shared its batch (up to float rounding differences of batched vs. single matmuls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class SampleSettings:
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # CTRL-style: > 1 discourages tokens already in the sequence
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Request:
+    prompt_ids: list[int]
+    settings: SampleSettings
+    seed: int
+
+
+@dataclass
+class Output:
+    ids: list[int]
+    stopped: str  # "eos", "stop_string", "max_new_tokens"
+
+
+def _filter_logits(logits: torch.Tensor, s: SampleSettings, seen: torch.Tensor) -> torch.Tensor:
+    if s.repetition_penalty != 1.0 and seen.numel():
+        picked = logits[seen]
+        logits[seen] = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
+    if s.temperature <= 0:
+        return logits
+    logits = logits / s.temperature
+    if s.top_k:
+        kth = torch.topk(logits, min(s.top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
+        drop = cumulative - torch.softmax(ordered, dim=-1) > s.top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    return logits
+
+
+def _next_token(logits: torch.Tensor, s: SampleSettings, seen: torch.Tensor, generator: torch.Generator) -> int:
+    logits = _filter_logits(logits.float().clone(), s, seen)
+    if s.temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits, dim=-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers 5.24 renamed `past_key_values` to `cache`; accept either generation."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
+
+
+@torch.no_grad()
+def decode_batch(model: Any, requests: list[Request], pad_id: int, eos_id: int, device: torch.device,
+                 decode: Any = None) -> list[Output]:
+    """Generate for a batch of prompts; `decode(ids) -> str` is needed only for stop strings."""
+    width = max(len(r.prompt_ids) for r in requests)
+    ids = torch.tensor([[pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests], device=device)
+    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests],
+                        device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    generators = [torch.Generator().manual_seed(r.seed) for r in requests]
+    outputs: list[list[int]] = [[] for _ in requests]
+    stopped: list[str] = [""] * len(requests)
+    active = list(range(len(requests)))  # rows of the original batch still generating
+    cache_arg = _cache_argument(model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache, logits = _cache_of(out), out.logits[:, -1, :]
+    next_pos = positions[:, -1] + 1
+    while active:
+        chosen = []
+        for row, original in enumerate(active):
+            r = requests[original]
+            seen = torch.tensor(r.prompt_ids + outputs[original], dtype=torch.long, device=logits.device)
+            token = _next_token(logits[row], r.settings, seen, generators[original])
+            chosen.append(token)
+            outputs[original].append(token)
+            if token == eos_id:
+                stopped[original] = "eos"
+            elif r.settings.stop and decode is not None and any(s in decode(outputs[original])
+                                                                 for s in r.settings.stop):
+                stopped[original] = "stop_string"
+            elif len(outputs[original]) >= r.settings.max_new_tokens:
+                stopped[original] = "max_new_tokens"
+        keep = [row for row, original in enumerate(active) if not stopped[original]]
+        if not keep:
+            break
+        if len(keep) < len(active):  # finished rows leave the batch and the KV cache
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            mask, next_pos = mask[index], next_pos[index]
+            chosen = [chosen[row] for row in keep]
+            active = [active[row] for row in keep]
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
+        out = model(input_ids=torch.tensor(chosen, device=device)[:, None], attention_mask=mask,
+                    position_ids=next_pos[:, None], use_cache=True, **{cache_arg: cache})
+        cache, logits = _cache_of(out), out.logits[:, -1, :]
+        next_pos = next_pos + 1
+    return [Output(ids, stop) for ids, stop in zip(outputs, stopped, strict=True)]
