@@ -87,23 +87,32 @@ class NgramIndex:
     def originality(self, text: str) -> dict[str, float | int]:
         words = words_of(text)
         scores: dict[str, float | int] = {}
-        covered = np.zeros(len(words), dtype=bool)
+        covered = np.zeros(len(words) + 1, dtype=np.int32)  # +1/-1 marks: covered spans by prefix sum
         for n in NGRAM_SIZES:
             hashes = _gram_hashes(words, n)
-            found = np.isin(hashes, self.arrays[n], assume_unique=False) if hashes.size else hashes.astype(bool)
+            found = _contains(self.arrays[n], hashes)
             scores[f"copied_{n}gram_share"] = round(float(found.mean()), 4) if found.size else 0.0
-            for start in np.flatnonzero(found):
-                covered[start:start + n] = True
-        scores["longest_copied_words"] = _longest_run(covered)
+            starts = np.flatnonzero(found)
+            np.add.at(covered, starts, 1)
+            np.add.at(covered, starts + n, -1)
+        scores["longest_copied_words"] = _longest_run(np.cumsum(covered)[: len(words)] > 0)
         return scores
 
 
+def _contains(sorted_hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Membership by binary search in the sorted index: O(m log n), no re-sorting per draft."""
+    if not queries.size or not sorted_hashes.size:
+        return np.zeros(queries.size, dtype=bool)
+    pos = np.searchsorted(sorted_hashes, queries).clip(max=sorted_hashes.size - 1)
+    return sorted_hashes[pos] == queries
+
+
 def _longest_run(flags: np.ndarray) -> int:
-    best = run = 0
-    for flag in flags:
-        run = run + 1 if flag else 0
-        best = max(best, run)
-    return best
+    """Length of the longest run of True."""
+    if not flags.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
 
 
 def repetition(words: list[str], n: int = 3) -> float:

@@ -87,8 +87,12 @@ def render_input(template: str, prompt: PromptRow) -> str:
 
 
 def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: GenerationParams,
-                    db: Database, run_id: str, progress: Progress = no_progress) -> GenerateResult:
-    """Generate every missing (prompt, sample) draft for `run_id` and store it as `generated`."""
+                    db: Database, run_id: str, progress: Progress = no_progress, model: Any = None) -> GenerateResult:
+    """Generate every missing (prompt, sample) draft for `run_id` and store it as `generated`.
+
+    `model` may be the version's model already loaded (a caller generating several runs); by
+    default it is loaded from the registry folder.
+    """
     started = time.perf_counter()
     device = pick_device()
     tokenizer = load_tokenizer(model_ref.path)
@@ -108,7 +112,8 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     skipped = len(prompts) * params.samples_per_prompt - len(jobs)
     # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
     jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
-    model = load_causal_lm(model_ref.path).to(device).eval() if jobs else None
+    if jobs and model is None:
+        model = load_causal_lm(model_ref.path).to(device).eval()
     new_drafts = new_tokens = 0
     samples: list[dict[str, Any]] = []
     for start in range(0, len(jobs), params.batch_size):

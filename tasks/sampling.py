@@ -37,30 +37,50 @@ class Output:
     stopped: str  # "eos", "stop_string", "max_new_tokens"
 
 
-def _filter_logits(logits: torch.Tensor, s: SampleSettings, seen: torch.Tensor) -> torch.Tensor:
-    if s.repetition_penalty != 1.0 and seen.numel():
-        picked = logits[seen]
-        logits[seen] = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
-    if s.temperature <= 0:
-        return logits
+def _penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> None:
+    """CTRL-style repetition penalty, in place on one row's logits."""
+    picked = logits[seen]
+    logits[seen] = torch.where(picked > 0, picked / penalty, picked * penalty)
+
+
+def _filter(logits: torch.Tensor, s: SampleSettings) -> torch.Tensor:
+    """Temperature, top-k and top-p on a (rows, vocab) block of rows that share their settings."""
     logits = logits / s.temperature
     if s.top_k:
-        kth = torch.topk(logits, min(s.top_k, logits.numel())).values[-1]
+        kth = torch.topk(logits, min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if s.top_p < 1.0:
-        ordered, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
-        drop = cumulative - torch.softmax(ordered, dim=-1) > s.top_p  # keep the token that crosses top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+        ordered, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(ordered, dim=-1)
+        drop = probs.cumsum(-1) - probs > s.top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
     return logits
 
 
-def _next_token(logits: torch.Tensor, s: SampleSettings, seen: torch.Tensor, generator: torch.Generator) -> int:
-    logits = _filter_logits(logits.float().clone(), s, seen)
-    if s.temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits, dim=-1).cpu()
-    return int(torch.multinomial(probs, 1, generator=generator))
+def _next_tokens(logits: torch.Tensor, requests: list[Request], outputs: list[list[int]],
+                 generators: list[torch.Generator]) -> list[int]:
+    """One token per row. Filtering is vectorized over rows with equal settings (the usual case);
+    only the draw is per row, with that draft's own generator."""
+    logits = logits.float().clone()
+    for row, r in enumerate(requests):
+        if r.settings.repetition_penalty != 1.0:
+            seen = torch.tensor(r.prompt_ids + outputs[row], dtype=torch.long, device=logits.device)
+            _penalize_repeats(logits[row], seen, r.settings.repetition_penalty)
+    tokens = [0] * len(requests)
+    groups: dict[tuple[float, float, int], list[int]] = {}
+    for row, r in enumerate(requests):
+        groups.setdefault((r.settings.temperature, r.settings.top_p, r.settings.top_k), []).append(row)
+    for rows in groups.values():
+        settings = requests[rows[0]].settings
+        block = logits[rows]
+        if settings.temperature <= 0:
+            picks = torch.argmax(block, dim=-1).tolist()
+        else:
+            probs = torch.softmax(_filter(block, settings), dim=-1).cpu()
+            picks = [int(torch.multinomial(probs[i], 1, generator=generators[row])) for i, row in enumerate(rows)]
+        for row, token in zip(rows, picks, strict=True):
+            tokens[row] = token
+    return tokens
 
 
 def _cache_argument(model: Any) -> str:
@@ -92,12 +112,10 @@ def decode_batch(model: Any, requests: list[Request], pad_id: int, eos_id: int, 
     cache, logits = _cache_of(out), out.logits[:, -1, :]
     next_pos = positions[:, -1] + 1
     while active:
-        chosen = []
-        for row, original in enumerate(active):
+        chosen = _next_tokens(logits, [requests[i] for i in active], [outputs[i] for i in active],
+                              [generators[i] for i in active])
+        for original, token in zip(active, chosen, strict=True):
             r = requests[original]
-            seen = torch.tensor(r.prompt_ids + outputs[original], dtype=torch.long, device=logits.device)
-            token = _next_token(logits[row], r.settings, seen, generators[original])
-            chosen.append(token)
             outputs[original].append(token)
             if token == eos_id:
                 stopped[original] = "eos"

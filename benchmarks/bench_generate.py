@@ -1,0 +1,120 @@
+"""Generation throughput (new tokens/s) of the generate stage vs the classic loops, and the originality check.
+
+1. 32 prompts x 64 new tokens: the stage vs one prompt at a time with `model.generate` (wanted >= 7x).
+2. A realistic mix (prompts of 5-200 tokens, max 128 new tokens, EOS allowed): the stage vs one plain
+   batched, left-padded `model.generate` call over all prompts (wanted >= 1.3x).
+3. The originality check: index build time and size vs corpus size, and cost per draft.
+Same model (GPT-2 4x256, context 512, briefly trained so that it emits EOS), same prompts, one run.
+Run: .venv/bin/python -m benchmarks.bench_generate
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import fresh_settings, prepared_corpus
+from storage.db import open_database
+from storage.drafts import PromptRow
+from storage.parquet_store import iter_batches
+from storage.refs import BaseModelSpec
+from storage.runs import start_run
+from tasks.base_model import load_causal_lm, load_tokenizer
+from tasks.draft_checks import CheckParams, NgramIndex, check_draft
+from tasks.finetune import TrainParams, pick_device, train_model
+from tasks.generate import GenerationParams, generate_drafts
+from tasks.tokenize import TokenizeParams, prepare_tokenizer, tokenize_corpus
+
+SAMPLING = {"temperature": 0.8, "top_p": 0.95}
+
+
+def new_tokens(rows: torch.Tensor, eos: int) -> int:
+    total = 0
+    for row in rows.tolist():
+        total += row.index(eos) + 1 if eos in row else len(row)
+    return total
+
+
+def one_at_a_time(model, tokenizer, prompts: list[str], max_new: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    started, total = time.perf_counter(), 0
+    for text in prompts:
+        ids = torch.tensor([[tokenizer.eos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]])
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
+                             do_sample=True, pad_token_id=tokenizer.eos_token_id, **SAMPLING)
+        total += new_tokens(out[:, ids.shape[1]:], tokenizer.eos_token_id)
+    return total, time.perf_counter() - started
+
+
+def one_batched_call(model, tokenizer, prompts: list[str], max_new: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    seqs = [[tokenizer.eos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in prompts]
+    width = max(map(len, seqs))
+    ids = torch.tensor([[tokenizer.eos_token_id] * (width - len(s)) + s for s in seqs])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=True,
+                         pad_token_id=tokenizer.eos_token_id, **SAMPLING)
+    return new_tokens(out[:, width:], tokenizer.eos_token_id), time.perf_counter() - started
+
+
+def stage(model_ref, db, prompts: list[str], max_new: int, tag: str, model=None) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    rows = [PromptRow(key=f"{tag}:{i}", text=t, category=None, source=tag) for i, t in enumerate(prompts)]
+    run = f"{tag}-{time.monotonic_ns()}"
+    start_run(db, run, "bench", {})
+    result = generate_drafts(model_ref, rows, GenerationParams(samples_per_prompt=1, max_new_tokens=max_new,
+                                                               **SAMPLING), db, run, model=model)
+    return result.new_tokens, result.seconds
+
+
+def main() -> None:
+    pick_device()
+    settings = fresh_settings("generate")
+    db = open_database(settings.database_url)
+    _, clean = prepared_corpus(settings)
+    tok_params = TokenizeParams(block_size=512)
+    tokens = tokenize_corpus(clean, prepare_tokenizer(clean, BaseModelSpec(kind="scratch"), settings, tok_params),
+                             settings, tok_params)
+    model_ref = train_model(tokens, BaseModelSpec(kind="scratch"), TrainParams(max_steps=40, eval_interval=40),
+                            db, settings)
+    model, tokenizer = load_causal_lm(model_ref.path).eval(), load_tokenizer(model_ref.path)
+    texts = [t for b in iter_batches(Path(clean.path), columns=["text"]) for t in b.column("text").to_pylist()]
+    rng = random.Random(0)
+    short = [" ".join(t.split()[:8]) for t in rng.sample(texts, 32)]
+
+    def prompt_of_tokens(text: str, n: int) -> str:
+        return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][:n])
+
+    mixed = [prompt_of_tokens(" ".join(rng.sample(texts, 6)), rng.randint(5, 200)) for _ in range(32)]
+    with torch.no_grad():
+        results = {
+            "32 x 64: one prompt at a time (model.generate)": one_at_a_time(model, tokenizer, short, 64),
+            "32 x 64: draftflow generate stage": stage(model_ref, db, short, 64, "short"),
+            "32 x 64: generate stage, model already loaded": stage(model_ref, db, short, 64, "short2", model),
+            "mix 5-200 / 128: one batched model.generate call": one_batched_call(model, tokenizer, mixed, 128),
+            "mix 5-200 / 128: draftflow generate stage": stage(model_ref, db, mixed, 128, "mixed"),
+        }
+    rates = {name: tokens_ / seconds for name, (tokens_, seconds) in results.items()}
+    for name, (tokens_, seconds) in results.items():
+        print(f"  {name:<52} {tokens_:6d} new tokens in {seconds:6.2f} s = {rates[name]:7.1f} tokens/s")
+    names = list(rates)
+    print(f"ratio stage / one-at-a-time (32 x 64): {rates[names[1]] / rates[names[0]]:.1f}x end to end, "
+          f"{rates[names[2]] / rates[names[0]]:.1f}x with the model loaded  (>= 7 wanted)")
+    print(f"ratio stage / one batched call (mix): {rates[names[4]] / rates[names[3]]:.2f}x  (>= 1.3 wanted)")
+
+    started = time.perf_counter()
+    index = NgramIndex.build(Path(clean.path))
+    build = time.perf_counter() - started
+    drafts = [t[:600] for t in rng.sample(texts, 200)]
+    started = time.perf_counter()
+    for d in drafts:
+        check_draft(d, index, CheckParams())
+    per_draft = (time.perf_counter() - started) / len(drafts)
+    corpus_mb = sum(len(t.encode()) for t in texts) / 1e6
+    print(f"originality index: {corpus_mb:.2f} MB corpus -> built in {build:.2f} s, {index.nbytes / 1e6:.1f} MB "
+          f"({index.nbytes / 1e6 / corpus_mb:.1f} MB per corpus MB); all checks {1000 * per_draft:.2f} ms per draft")
+
+
+if __name__ == "__main__":
+    main()
