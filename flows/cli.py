@@ -200,7 +200,10 @@ def finetune(
 
 @app.command()
 def generate(
-    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines or JSONL).")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines, JSONL, CSV, Parquet).")]
+    = None,
+    prompts_from_db: Annotated[bool, typer.Option(help="Use the prompts table instead of a file.")] = False,
+    category: Annotated[str | None, typer.Option(help="With --prompts-from-db: only this category.")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (v0003); default: the latest.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run: only missing drafts are made.")] = None,
     samples_per_prompt: Annotated[int, typer.Option(help="Drafts per prompt.")] = 2,
@@ -214,11 +217,11 @@ def generate(
     from storage.registry import get_model_version, latest_model_version
     from storage.runs import finish_run, start_run
     from tasks.generate import GenerationParams, generate_drafts
-    from tasks.prompts import load_prompts
+    from tasks.prompts import load_prompts, prompts_from_table
     from tasks.review import corpus_index, queue_run
 
     db = _db()
-    rows = load_prompts(prompts)
+    rows = prompts_from_table(db, category) if prompts_from_db else load_prompts(prompts)
     info = get_model_version(db, model) if model else latest_model_version(db)
     if info is None:
         raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")

@@ -28,10 +28,10 @@ from storage.settings import Settings
 from tasks.base_model import load_causal_lm, load_tokenizer
 from tasks.finetune import pick_device
 from tasks.progress import PrefectProgress, Progress, no_progress
-from tasks.sampling import Request, SampleSettings, decode_batch
+from tasks.sampling import Output, Request, SampleSettings, decode_batch
 
 log = logging.getLogger("draftflow.generate")
-OVERRIDABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "stop")
+OVERRIDABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "min_new_tokens", "stop")
 
 
 class GenerationParams(BaseModel):
@@ -39,13 +39,15 @@ class GenerationParams(BaseModel):
 
     samples_per_prompt: int = Field(2, ge=1, le=100, description="Drafts per prompt.")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="New tokens per draft at most.")
+    min_new_tokens: int = Field(0, ge=0, le=4096, description="EOS is not allowed before this many tokens.")
     temperature: float = Field(0.8, ge=0, le=5, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Sample among the k likeliest tokens; 0 is off.")
     repetition_penalty: float = Field(1.0, ge=1, le=5, description="> 1 discourages repeating tokens.")
     stop: list[str] = Field(default_factory=list, description="Stop strings: generation ends there, trimmed.")
     template: str = Field("{text}", description="Model input built from the prompt: {text} and {category}.")
-    batch_size: int = Field(16, ge=1, le=1024, description="Prompts per batch.")
+    batch_size: int | None = Field(None, ge=1, le=1024,
+                                   description="Prompts per batch; empty = 32 on CPU, 128 on a GPU.")
     seed: int = Field(1234, description="Run seed; each draft's seed derives from it, the prompt and the sample.")
 
     def settings_for(self, prompt: PromptRow) -> SampleSettings:
@@ -100,15 +102,9 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     context = getattr(config, "n_positions", None) or config.max_position_embeddings
     ids = upsert_prompts(db, prompts)
     done = existing_samples(db, run_id)
-    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    jobs = []
-    for s in range(params.samples_per_prompt):
-        for p in prompts:
-            if (ids[p.key], s) in done:
-                continue
-            keep = max(1, context - params.settings_for(p).max_new_tokens - 1)  # the prompt's tail fits
-            encoded = tokenizer(render_input(params.template, p), add_special_tokens=False)["input_ids"][-keep:]
-            jobs.append(_Job(p, ids[p.key], s, [start_id, *encoded]))
+    jobs = [_Job(p, ids[p.key], s, encode_prompt(tokenizer, params.template, p,
+                                                 params.settings_for(p).max_new_tokens, context))
+            for s in range(params.samples_per_prompt) for p in prompts if (ids[p.key], s) not in done]
     skipped = len(prompts) * params.samples_per_prompt - len(jobs)
     # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
     jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
@@ -116,8 +112,9 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
         model = load_causal_lm(model_ref.path).to(device).eval()
     new_drafts = new_tokens = 0
     samples: list[dict[str, Any]] = []
-    for start in range(0, len(jobs), params.batch_size):
-        batch = jobs[start:start + params.batch_size]
+    batch_size = params.batch_size or (128 if device.type == "cuda" else 32)
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
         rows, tokens = _generate_batch(model, tokenizer, batch, params, device, run_id, model_ref.version_id)
         new_drafts += insert_drafts(db, rows)
         new_tokens += tokens
@@ -144,8 +141,7 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: Gener
     for job, request, out in zip(batch, requests, outputs, strict=True):
         new = out.ids[:-1] if out.stopped == "eos" else out.ids
         total += len(out.ids)
-        continuation = _trim_stop(tokenizer.decode(new, skip_special_tokens=True), request.settings.stop)
-        text = (job.prompt.text + continuation).strip()
+        text = draft_text(tokenizer, job.prompt.text, out, request.settings.stop)
         settings = request.settings
         rows.append({"run_id": run_id, "model_version_id": model_version_id, "prompt_id": job.prompt_id,
                      "sample_index": job.sample_index, "original_text": text, "current_text": text,
@@ -154,6 +150,41 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: Gener
                      "scores": {"new_tokens": len(new), "prompt_tokens": len(job.input_ids),
                                 "stopped": out.stopped, "stopped_at_eos": out.stopped == "eos"}})
     return rows, total
+
+
+def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int, context: int) -> list[int]:
+    """Model input ids: a document start, then the templated prompt's tail that fits the context."""
+    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    keep = max(1, context - max_new_tokens - 1)
+    return [start_id, *tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"][-keep:]]
+
+
+def draft_text(tokenizer: Any, prompt_text: str, out: Output, stop: list[str]) -> str:
+    """The draft as editors see it: the prompt, then the continuation cut at EOS or a stop string."""
+    new = out.ids[:-1] if out.stopped == "eos" else out.ids
+    return (prompt_text + _trim_stop(tokenizer.decode(new, skip_special_tokens=True), stop)).strip()
+
+
+def regenerate_draft(db: Database, draft_id: int) -> str:
+    """Generate a stored draft again from its recorded model version, prompt, parameters and seed."""
+    from storage.drafts import get_draft
+    from storage.registry import get_model_version
+
+    draft, prompt, _ = get_draft(db, draft_id)
+    version = get_model_version(db, draft.model_version_id)
+    tokenizer = load_tokenizer(version.path)
+    config = AutoConfig.from_pretrained(version.path)
+    context = getattr(config, "n_positions", None) or config.max_position_embeddings
+    settings = SampleSettings(**{k: v for k, v in draft.params.items() if k in OVERRIDABLE})
+    row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
+    request = Request(encode_prompt(tokenizer, draft.params.get("template", "{text}"), row,
+                                    settings.max_new_tokens, context), settings, draft.seed)
+    device = pick_device()
+    model = load_causal_lm(version.path).to(device).eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    (out,) = decode_batch(model, [request], pad_id, tokenizer.eos_token_id, device,
+                          decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    return draft_text(tokenizer, prompt.text, out, settings.stop)
 
 
 def _trim_stop(text: str, stops: list[str]) -> str:

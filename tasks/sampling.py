@@ -21,6 +21,7 @@ class SampleSettings:
     top_k: int = 0  # 0: off
     repetition_penalty: float = 1.0  # CTRL-style: > 1 discourages tokens already in the sequence
     max_new_tokens: int = 64
+    min_new_tokens: int = 0  # EOS is suppressed until this many tokens exist
     stop: list[str] = field(default_factory=list)
 
 
@@ -58,11 +59,13 @@ def _filter(logits: torch.Tensor, s: SampleSettings) -> torch.Tensor:
 
 
 def _next_tokens(logits: torch.Tensor, requests: list[Request], outputs: list[list[int]],
-                 generators: list[torch.Generator]) -> list[int]:
+                 generators: list[torch.Generator], eos_id: int) -> list[int]:
     """One token per row. Filtering is vectorized over rows with equal settings (the usual case);
     only the draw is per row, with that draft's own generator."""
     logits = logits.float().clone()
     for row, r in enumerate(requests):
+        if len(outputs[row]) < r.settings.min_new_tokens:
+            logits[row, eos_id] = float("-inf")
         if r.settings.repetition_penalty != 1.0:
             seen = torch.tensor(r.prompt_ids + outputs[row], dtype=torch.long, device=logits.device)
             _penalize_repeats(logits[row], seen, r.settings.repetition_penalty)
@@ -113,7 +116,7 @@ def decode_batch(model: Any, requests: list[Request], pad_id: int, eos_id: int, 
     next_pos = positions[:, -1] + 1
     while active:
         chosen = _next_tokens(logits, [requests[i] for i in active], [outputs[i] for i in active],
-                              [generators[i] for i in active])
+                              [generators[i] for i in active], eos_id)
         for original, token in zip(active, chosen, strict=True):
             r = requests[original]
             outputs[original].append(token)

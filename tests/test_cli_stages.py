@@ -38,6 +38,8 @@ def test_generate_rerun_with_the_same_run_id_adds_nothing(capsys: pytest.Capture
     again = run_cli(capsys, *args)
     assert again.code == 0 and "drafts_new 0" in again.out and "drafts_skipped 6" in again.out
     assert len(json.loads(run_cli(capsys, "review", "list", "--run", "night-7", "--json").out)) == 6
+    from_db = run_cli(capsys, "generate", "--prompts-from-db", "--category", "news", "--max-new-tokens", "4")
+    assert from_db.code == 0 and "drafts_new 2" in from_db.out  # the one 'news' prompt, 2 samples
 
 
 @pytest.mark.parametrize(("args", "message"), [

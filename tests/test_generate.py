@@ -67,7 +67,7 @@ def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model
     for d in rows:
         assert d.status == "generated" and d.model_version_id == tiny_model.version_id
         assert d.params == {"temperature": 0.9, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0,
-                            "max_new_tokens": 8, "stop": [], "template": "{text}"}
+                            "max_new_tokens": 8, "min_new_tokens": 0, "stop": [], "template": "{text}"}
         assert isinstance(d.seed, int) and d.original_text == d.current_text
         assert 0 < d.scores["new_tokens"] <= 8 or d.scores["stopped_at_eos"]
 
@@ -166,6 +166,19 @@ def test_a_draft_regenerates_from_its_recorded_seed_alone(db: Database, tiny_mod
         for d in drafts(db, run):
             twin = batched[(d.prompt_id, d.sample_index)]
             assert (d.seed, d.original_text) == (twin.seed, twin.original_text)
+
+
+def test_a_stored_draft_regenerates_from_its_record(db: Database, tiny_model: ModelRef, prompts_file: Path) -> None:
+    from tasks.generate import regenerate_draft
+
+    params = GenerationParams(samples_per_prompt=2, max_new_tokens=12, min_new_tokens=6, temperature=1.1,
+                              top_k=50, repetition_penalty=1.3, template="Topic {category}: {text}")
+    start_run(db, "rec", "test", {})
+    generate_drafts(tiny_model, load_prompts(prompts_file), params, db, "rec")
+    stored = drafts(db, "rec")
+    assert all(d.scores["new_tokens"] >= 6 for d in stored)  # min_new_tokens held EOS back
+    for d in stored:
+        assert regenerate_draft(db, d.id) == d.original_text
 
 
 def test_prompts_from_csv_parquet_and_the_prompts_table(db: Database, tmp_path: Path) -> None:
