@@ -44,18 +44,46 @@ def _penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) 
     logits[seen] = torch.where(picked > 0, picked / penalty, picked * penalty)
 
 
-def _filter(logits: torch.Tensor, s: SampleSettings) -> torch.Tensor:
-    """Temperature, top-k and top-p on a (rows, vocab) block of rows that share their settings."""
+# top-p is searched among the likeliest 256, then 2,048 tokens (topk: 1.5 / 3 ms for 32 x 8k logits)
+# before a full sort (~9 ms a step here); the answer is exact either way.
+_CANDIDATES = (256, 2048)
+
+
+def _candidates(logits: torch.Tensor, s: SampleSettings) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(probabilities, token ids) of the tokens top-k / top-p keep, per row, or None when the top-p
+    mass is not reached within the candidates (the caller then filters the whole vocabulary)."""
     logits = logits / s.temperature
-    if s.top_k:
-        kth = torch.topk(logits, min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    vocab = logits.shape[-1]
+    if not s.top_k and s.top_p >= 1.0:
+        return None  # plain temperature sampling needs the whole vocabulary
+    for size in ((s.top_k,) if s.top_k else _CANDIDATES):
+        k = min(vocab, size)
+        values, ids = torch.topk(logits, k, dim=-1)  # sorted, likeliest first
+        probs = torch.softmax(values, dim=-1) if s.top_k else torch.exp(values - torch.logsumexp(logits, -1, True))
+        if s.top_k or k == vocab or not bool((probs.sum(-1) < s.top_p).any()):
+            if s.top_p < 1.0:
+                probs = probs.masked_fill(probs.cumsum(-1) - probs > s.top_p, 0.0)  # keep the token crossing top_p
+            return probs / probs.sum(-1, keepdim=True), ids
+    return None
+
+
+def _filter_full(logits: torch.Tensor, s: SampleSettings) -> torch.Tensor:
+    """Temperature and top-p over the whole vocabulary (rows x vocab probabilities)."""
+    logits = logits / s.temperature
     if s.top_p < 1.0:
         ordered, order = torch.sort(logits, descending=True, dim=-1)
         probs = torch.softmax(ordered, dim=-1)
-        drop = probs.cumsum(-1) - probs > s.top_p  # keep the token that crosses top_p
+        drop = probs.cumsum(-1) - probs > s.top_p
         logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
-    return logits
+    return torch.softmax(logits, dim=-1)
+
+
+def _draw(probs: torch.Tensor, generators: list[torch.Generator]) -> list[int]:
+    """Inverse-CDF sampling: one uniform number per row from that row's own generator."""
+    uniforms = torch.stack([torch.rand((), generator=g) for g in generators]).to(probs.device, probs.dtype)
+    cdf = probs.cumsum(-1)
+    picks = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None]).clamp(max=probs.shape[-1] - 1)
+    return picks[:, 0].tolist()
 
 
 def _next_tokens(logits: torch.Tensor, requests: list[Request], outputs: list[list[int]],
@@ -79,8 +107,14 @@ def _next_tokens(logits: torch.Tensor, requests: list[Request], outputs: list[li
         if settings.temperature <= 0:
             picks = torch.argmax(block, dim=-1).tolist()
         else:
-            probs = torch.softmax(_filter(block, settings), dim=-1).cpu()
-            picks = [int(torch.multinomial(probs[i], 1, generator=generators[row])) for i, row in enumerate(rows)]
+            row_generators = [generators[row] for row in rows]
+            candidates = _candidates(block, settings)
+            if candidates is None:
+                picks = _draw(_filter_full(block, settings), row_generators)
+            else:
+                probs, ids = candidates
+                chosen = _draw(probs, row_generators)
+                picks = [int(ids[i, c]) for i, c in enumerate(chosen)]
         for row, token in zip(rows, picks, strict=True):
             tokens[row] = token
     return tokens
