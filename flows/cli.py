@@ -268,8 +268,13 @@ def _validated(model: type[M], **values: object) -> M:
     try:
         return model(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise DraftflowError(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise DraftflowError(f"invalid {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """`field.path: message` of the first problem pydantic found."""
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
 
 
 def _load_json_model(model: type[M], path: Path) -> M:
@@ -278,8 +283,7 @@ def _load_json_model(model: type[M], path: Path) -> M:
     except OSError as exc:
         raise DraftflowError(f"cannot read '{path}': {exc.strerror}") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise DraftflowError(f"'{path}': {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise DraftflowError(f"'{path}': {_first_error(exc)}") from None
 
 
 def _print_stats(stage: str, where: str, stats: dict[str, object]) -> None:
@@ -294,8 +298,7 @@ def main() -> None:
     except DraftflowError as exc:
         console.fail(str(exc))
     except ValidationError as exc:  # a parameter out of its bounds, wherever it was checked
-        first = exc.errors()[0]
-        console.fail(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        console.fail(f"invalid {_first_error(exc)}")
     except KeyboardInterrupt:
         console.fail("interrupted", code=130)
 

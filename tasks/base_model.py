@@ -72,6 +72,16 @@ def tokenizer_id_of(tokenizer: Any) -> str:
     return text_hash(tokenizer.backend_tokenizer.to_str())[:16]
 
 
+def context_length(config: Any) -> int | None:
+    """Positions a causal LM can attend over (GPT-2 calls it n_positions, most others max_position_embeddings)."""
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The padding id; decoder-only tokenizers often have none, and EOS serves (masked out anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def load_causal_lm(source: str) -> Any:
     from transformers import AutoModelForCausalLM
 

@@ -43,7 +43,8 @@ def _unwrap(model: Any) -> Any:
         model = inner
 
 
-def _barrier() -> None:
+def barrier() -> None:
+    """Wait for every DDP rank (a no-op outside torch.distributed)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
@@ -65,18 +66,18 @@ class Checkpointer:
             save_model(_unwrap(model), str(tmp / "model.safetensors"))  # handles GPT-2's tied weights
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             (tmp / "state.json").write_text(json.dumps(asdict(state)))
-        _barrier()
+        barrier()
         rng = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, tmp / f"rng-{self.rank}.pt")
-        _barrier()
+        barrier()
         if self.rank == 0:
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in self.all()[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
-        _barrier()
+        barrier()
         return final
 
     def all(self) -> list[Path]:

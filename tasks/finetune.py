@@ -27,8 +27,8 @@ from storage.parquet_store import count_rows, iter_batches
 from storage.refs import BaseModelSpec, ModelRef, TokensRef
 from storage.registry import latest_model_version, register_model_version
 from storage.settings import Settings
-from tasks.base_model import load_causal_lm, load_tokenizer, quiet_transformers, tokenizer_id_of
-from tasks.checkpoints import Checkpointer
+from tasks.base_model import context_length, load_causal_lm, load_tokenizer, quiet_transformers, tokenizer_id_of
+from tasks.checkpoints import Checkpointer, barrier
 from tasks.progress import PrefectProgress, Progress, no_progress
 from tasks.promotion import decide_promotion
 from tasks.train_loop import TrainParams, evaluate, train_loop
@@ -79,8 +79,7 @@ def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> 
         raise DraftflowError(f"the tokens were made with tokenizer {tokens.tokenizer.tokenizer_id}, but base model "
                              f"'{base.label}' uses {base_tok}: run `draftflow tokenize` with the same --base-model")
     model = load_causal_lm(base.source)
-    max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(
-        model.config, "n_positions", None)
+    max_positions = context_length(model.config)
     if max_positions and tokens.block_size > max_positions:
         raise DraftflowError(f"block size {tokens.block_size} exceeds the base model's context of "
                              f"{max_positions} tokens: re-tokenize with --block-size {max_positions}")
@@ -117,7 +116,7 @@ def train_model(tokens: TokensRef, base: BaseModelSpec, params: TrainParams, db:
                                 progress if rank == 0 else no_progress, rank=rank)
     state.tokens_seen *= world  # every rank trained on its own batches
     val_loss = evaluate(model, val_blocks, params, device)
-    _sync()
+    barrier()
     if state.best_val < val_loss and checkpoints.load_best(model):
         log.info("keeping the best weights (step %d, val loss %.4f) over the last (%.4f)",
                  state.best_step, state.best_val, val_loss)
@@ -165,11 +164,6 @@ def _wrap_ddp(model: Any, device: torch.device) -> Any:
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def _sync() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def _share_from_rank0(ref: ModelRef | None) -> ModelRef:

@@ -25,7 +25,7 @@ from storage.drafts import PromptRow, existing_samples, insert_drafts, upsert_pr
 from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
 from storage.settings import Settings
-from tasks.base_model import load_causal_lm, load_tokenizer
+from tasks.base_model import context_length, load_causal_lm, load_tokenizer, pad_id
 from tasks.finetune import pick_device
 from tasks.progress import PrefectProgress, Progress, no_progress
 from tasks.sampling import Output, Request, SampleSettings, decode_batch
@@ -99,7 +99,7 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     device = pick_device()
     tokenizer = load_tokenizer(model_ref.path)
     config = AutoConfig.from_pretrained(model_ref.path)
-    context = getattr(config, "n_positions", None) or config.max_position_embeddings
+    context = context_length(config)
     ids = upsert_prompts(db, prompts)
     done = existing_samples(db, run_id)
     jobs = [_Job(p, ids[p.key], s, encode_prompt(tokenizer, params.template, p,
@@ -132,10 +132,9 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
 
 def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: GenerationParams, device: Any,
                     run_id: str, model_version_id: int) -> tuple[list[dict[str, Any]], int]:
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     requests = [Request(j.input_ids, params.settings_for(j.prompt),
                         draft_seed(params.seed, j.prompt.key, j.sample_index)) for j in batch]
-    outputs = decode_batch(model, requests, pad_id, tokenizer.eos_token_id, device,
+    outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
                            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     rows, total = [], 0
     for job, request, out in zip(batch, requests, outputs, strict=True):
@@ -174,15 +173,14 @@ def regenerate_draft(db: Database, draft_id: int) -> str:
     version = get_model_version(db, draft.model_version_id)
     tokenizer = load_tokenizer(version.path)
     config = AutoConfig.from_pretrained(version.path)
-    context = getattr(config, "n_positions", None) or config.max_position_embeddings
+    context = context_length(config)
     settings = SampleSettings(**{k: v for k, v in draft.params.items() if k in OVERRIDABLE})
     row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
     request = Request(encode_prompt(tokenizer, draft.params.get("template", "{text}"), row,
                                     settings.max_new_tokens, context), settings, draft.seed)
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    (out,) = decode_batch(model, [request], pad_id, tokenizer.eos_token_id, device,
+    (out,) = decode_batch(model, [request], pad_id(tokenizer), tokenizer.eos_token_id, device,
                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     return draft_text(tokenizer, prompt.text, out, settings.stop)
 
