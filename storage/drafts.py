@@ -149,6 +149,14 @@ def get_draft(db: Database, draft_id: int) -> tuple[Draft, Prompt, list[ReviewEv
         return draft, prompt, events
 
 
+def batch_members(db: Database, run_id: str, batch_id: str) -> list[tuple[Draft, Prompt]]:
+    """The drafts generated together in one batch, in their order in it."""
+    with db.session() as session:
+        rows = session.execute(select(Draft, Prompt).join(Prompt, Prompt.id == Draft.prompt_id).where(
+            Draft.run_id == run_id, Draft.params["batch"]["id"].as_string() == batch_id)).all()
+        return sorted(((d, p) for d, p in rows), key=lambda pair: pair[0].params["batch"]["position"])
+
+
 def list_drafts(db: Database, status: str | None = None, run_id: str | None = None,
                 limit: int = 50, offset: int = 0) -> list[tuple[Draft, Prompt]]:
     """Drafts oldest first (queue order), optionally one status and one run; keyset-friendly."""

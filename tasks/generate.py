@@ -96,7 +96,7 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     default it is loaded from the registry folder.
     """
     started = time.perf_counter()
-    device = pick_device()
+    device = pick_device() if model is None else next(model.parameters()).device
     tokenizer = load_tokenizer(model_ref.path)
     config = AutoConfig.from_pretrained(model_ref.path)
     context = context_length(config)
@@ -136,15 +136,19 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: Gener
                         draft_seed(params.seed, j.prompt.key, j.sample_index)) for j in batch]
     outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
                            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    # The batch is part of the record: on a GPU, batched matmuls round differently from single
+    # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
+    batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
     rows, total = [], 0
-    for job, request, out in zip(batch, requests, outputs, strict=True):
+    for position, (job, request, out) in enumerate(zip(batch, requests, outputs, strict=True)):
         new = out.ids[:-1] if out.stopped == "eos" else out.ids
         total += len(out.ids)
         text = draft_text(tokenizer, job.prompt.text, out, request.settings.stop)
         settings = request.settings
         rows.append({"run_id": run_id, "model_version_id": model_version_id, "prompt_id": job.prompt_id,
                      "sample_index": job.sample_index, "original_text": text, "current_text": text,
-                     "params": {k: getattr(settings, k) for k in OVERRIDABLE} | {"template": params.template},
+                     "params": {k: getattr(settings, k) for k in OVERRIDABLE} | {
+                         "template": params.template, "batch": {"id": batch_id, "position": position}},
                      "seed": request.seed,
                      "scores": {"new_tokens": len(new), "prompt_tokens": len(job.input_ids),
                                 "stopped": out.stopped, "stopped_at_eos": out.stopped == "eos"}})
@@ -164,25 +168,35 @@ def draft_text(tokenizer: Any, prompt_text: str, out: Output, stop: list[str]) -
     return (prompt_text + _trim_stop(tokenizer.decode(new, skip_special_tokens=True), stop)).strip()
 
 
-def regenerate_draft(db: Database, draft_id: int) -> str:
-    """Generate a stored draft again from its recorded model version, prompt, parameters and seed."""
-    from storage.drafts import get_draft
+def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
+    """Generate a stored draft again from its recorded model version, prompt, parameters and seed.
+
+    By default the draft's whole original batch is replayed (same drafts, same order), which gives
+    the same text on a GPU too; `alone=True` generates only this draft, which is exact on a CPU.
+    """
+    from storage.drafts import batch_members, get_draft
     from storage.registry import get_model_version
 
-    draft, prompt, _ = get_draft(db, draft_id)
+    draft, _, _ = get_draft(db, draft_id)
+    batch = draft.params.get("batch")
+    members = batch_members(db, draft.run_id, batch["id"]) if batch and not alone else []
+    if not any(d.id == draft_id for d, _ in members):  # drafts written before batches were recorded
+        members = [(draft, get_draft(db, draft_id)[1])]
     version = get_model_version(db, draft.model_version_id)
     tokenizer = load_tokenizer(version.path)
-    config = AutoConfig.from_pretrained(version.path)
-    context = context_length(config)
-    settings = SampleSettings(**{k: v for k, v in draft.params.items() if k in OVERRIDABLE})
-    row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
-    request = Request(encode_prompt(tokenizer, draft.params.get("template", "{text}"), row,
-                                    settings.max_new_tokens, context), settings, draft.seed)
+    context = context_length(AutoConfig.from_pretrained(version.path))
+    requests = []
+    for member, prompt in members:
+        settings = SampleSettings(**{k: v for k, v in member.params.items() if k in OVERRIDABLE})
+        row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
+        requests.append(Request(encode_prompt(tokenizer, member.params.get("template", "{text}"), row,
+                                              settings.max_new_tokens, context), settings, member.seed))
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
-    (out,) = decode_batch(model, [request], pad_id(tokenizer), tokenizer.eos_token_id, device,
-                          decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
-    return draft_text(tokenizer, prompt.text, out, settings.stop)
+    outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
+                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
+    return draft_text(tokenizer, members[index][1].text, outputs[index], requests[index].settings.stop)
 
 
 def _trim_stop(text: str, stops: list[str]) -> str:

@@ -13,6 +13,7 @@ from storage.errors import DraftflowError
 from storage.models import Draft, ReviewEvent
 from storage.refs import ModelRef
 from storage.runs import start_run
+from tasks.finetune import pick_device
 from tasks.generate import GenerationParams, generate_drafts
 from tasks.prompts import default_prompts_path, load_prompts
 from tasks.review import queue_run
@@ -67,7 +68,8 @@ def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model
     for d in rows:
         assert d.status == "generated" and d.model_version_id == tiny_model.version_id
         assert d.params == {"temperature": 0.9, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0,
-                            "max_new_tokens": 8, "min_new_tokens": 0, "stop": [], "template": "{text}"}
+                            "max_new_tokens": 8, "min_new_tokens": 0, "stop": [], "template": "{text}",
+                            "batch": {"id": d.params["batch"]["id"], "position": d.params["batch"]["position"]}}
         assert isinstance(d.seed, int) and d.original_text == d.current_text
         assert 0 < d.scores["new_tokens"] <= 8 or d.scores["stopped_at_eos"]
 
@@ -177,8 +179,11 @@ def test_a_stored_draft_regenerates_from_its_record(db: Database, tiny_model: Mo
     generate_drafts(tiny_model, load_prompts(prompts_file), params, db, "rec")
     stored = drafts(db, "rec")
     assert all(d.scores["new_tokens"] >= 6 for d in stored)  # min_new_tokens held EOS back
+    assert len({d.params["batch"]["id"] for d in stored}) == 1  # six drafts, one batch of the default size
     for d in stored:
-        assert regenerate_draft(db, d.id) == d.original_text
+        assert regenerate_draft(db, d.id) == d.original_text  # replays the draft's batch: exact on a GPU too
+        if pick_device().type == "cpu":  # on a CPU a draft does not depend on its batch at all
+            assert regenerate_draft(db, d.id, alone=True) == d.original_text
 
 
 def test_prompts_from_csv_parquet_and_the_prompts_table(db: Database, tmp_path: Path) -> None:

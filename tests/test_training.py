@@ -98,9 +98,9 @@ def test_a_worse_version_is_registered_but_not_promoted(settings: Settings, db: 
 
 
 def _finetune_command(home: Path, run_id: str, config: Path, steps: int) -> list[str]:
-    exe = Path(sys.executable).with_name("draftflow")
-    return [str(exe), "--home", str(home), "finetune", "--base-model", "scratch", "--run-id", run_id,
-            "--config", str(config), "--max-steps", str(steps)]
+    # `python -m flows.cli`: the same entry point, also where the console script is not installed
+    return [sys.executable, "-m", "flows.cli", "--home", str(home), "finetune", "--base-model", "scratch",
+            "--run-id", run_id, "--config", str(config), "--max-steps", str(steps)]
 
 
 @pytest.fixture
