@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError  # noqa: E402
 
 from flows import console  # noqa: E402
 from flows.cli_review import review_app  # noqa: E402
+from flows.cli_review import serve as serve_desk  # noqa: E402
 from storage.db import Database, open_database  # noqa: E402
 from storage.errors import DraftflowError  # noqa: E402
 from storage.settings import HOME_ENV, Settings  # noqa: E402
@@ -25,6 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 app = typer.Typer(help="draftflow: fine-tune a causal LM on your corpus, write drafts, review them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(review_app, name="review")
+app.command("desk", help="Start the editors' web desk on 127.0.0.1 (same as `draftflow review serve`).")(serve_desk)
 
 CorpusOpt = Annotated[list[str] | None, typer.Option(
     "--corpus", "-c", help="File, folder, NAME=PATH or 'python-stdlib-docs' (repeatable).")]

@@ -14,7 +14,7 @@ from storage.errors import DraftflowError
 from storage.models import Draft
 from storage.settings import Settings
 
-review_app = typer.Typer(help="List, read, approve, reject and edit drafts.", no_args_is_help=True)
+review_app = typer.Typer(help="The editors' queue: claim, read, approve, reject, edit, export.", no_args_is_help=True)
 
 EditorOpt = Annotated[str, typer.Option("--editor", "-e", help="Who is acting (recorded in the history).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -105,6 +105,200 @@ def edit(draft_id: DraftId, editor: EditorOpt,
     from tasks.editor import edit as edit_draft
 
     _done(edit_draft(_db(), draft_id, editor, _read_text(text_file), note, expected_version), "edited", as_json)
+
+
+@review_app.command()
+def claim(editor: EditorOpt,
+          category: Annotated[str | None, typer.Option(help="Only drafts of this category.")] = None,
+          flagged: Annotated[bool, typer.Option("--flagged", help="Claim from the flagged queue.")] = False,
+          as_json: JsonOpt = False) -> None:
+    """Take the next draft (by priority, then age) with a lease; your live claim comes back first."""
+    from tasks.editor import claim as claim_draft
+    from tasks.editor import draft_to_dict
+
+    draft = claim_draft(_db(), editor, category=category, queue="flagged" if flagged else "pending")
+    if draft is None:
+        if as_json:
+            console.print_json(None)
+        else:
+            console.out.print("the queue is empty" + (f" for category {category}" if category else ""))
+        raise typer.Exit(0)
+    if as_json:
+        console.print_json(draft_to_dict(draft))
+    else:
+        console.out.print(f"claimed draft {draft.id} (version {draft.version}) until "
+                          f"{draft.lease_expires_at:%H:%M:%S} UTC; `draftflow review show {draft.id}` to read it")
+
+
+@review_app.command()
+def release(draft_id: DraftId, editor: EditorOpt, as_json: JsonOpt = False) -> None:
+    """Give a claimed draft back to the queue, unchanged."""
+    from storage.queue import release as release_draft
+
+    _done(release_draft(_db(), draft_id, editor.strip()), "released", as_json)
+
+
+@review_app.command()
+def heartbeat(draft_id: DraftId, editor: EditorOpt, as_json: JsonOpt = False) -> None:
+    """Renew your lease on a draft you are working on."""
+    from storage.accounts import desk_setting
+    from storage.queue import heartbeat as renew
+
+    db = _db()
+    expires = renew(db, draft_id, editor.strip(), desk_setting(db, "lease_minutes"))
+    if as_json:
+        console.print_json({"id": draft_id, "lease_expires_at": expires.isoformat()})
+    else:
+        console.out.print(f"lease on draft {draft_id} renewed until {expires:%H:%M:%S} UTC")
+
+
+@review_app.command()
+def comment(draft_id: DraftId, editor: EditorOpt,
+            text: Annotated[str, typer.Option("--text", "-t", help="The comment.")], as_json: JsonOpt = False) -> None:
+    """Add a comment to a draft's history."""
+    from tasks.editor import comment as add_comment
+
+    row = add_comment(_db(), draft_id, editor, text)
+    if as_json:
+        console.print_json({"id": row.id, "draft_id": draft_id, "author": row.author, "body": row.body,
+                            "at": row.at.isoformat()})
+    else:
+        console.out.print(f"comment added to draft {draft_id}")
+
+
+@review_app.command()
+def history(draft_id: DraftId, as_json: JsonOpt = False) -> None:
+    """Every event, comment and revision of a draft, oldest first."""
+    from tasks.editor import history as draft_history
+
+    items = draft_history(_db(), draft_id)
+    if as_json:
+        console.print_json(items)
+        return
+    for e in items:
+        moved = f"  {e['from']} → {e['to']}" if e["from"] or e["to"] else ""
+        console.out.print(f"{e['at']}  {e['actor']}  {e['action']}{moved}" + (f"  ({e['note']})" if e["note"] else ""),
+                          markup=False, highlight=False)
+
+
+@review_app.command()
+def stats(run: Annotated[str | None, typer.Option(help="Only this night (run id).")] = None,
+          model_version: Annotated[str | None, typer.Option(help="Only this model version (e.g. v0003).")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Queue metrics: states, editors' throughput and time per draft, approval rate, reasons, edit distance."""
+    from storage.registry import get_model_version
+    from tasks.review_metrics import desk_metrics
+
+    db = _db()
+    version_id = get_model_version(db, model_version).id if model_version else None
+    m = desk_metrics(db, run_id=run, model_version_id=version_id)
+    if as_json:
+        console.print_json(m)
+        return
+    out = console.out
+    out.print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(m["states"].items())) or "no drafts"))
+    rate = m["approval_rate"]
+    out.print(f"approval rate: {'-' if rate is None else f'{rate:.0%}'}; rejection reasons: "
+              + (", ".join(f"{k} {v}" for k, v in m["rejection_reasons"].items()) or "-"))
+    d = m["edit_distance"]
+    out.print(f"edit distance (model text → approved text), {d['n']} drafts: "
+              + ("-" if d["mean"] is None else f"mean {d['mean']:.1f}, median {d['median']:.0f} characters"))
+    table = Table("editor", "decisions", "approved", "rejected", "edits", "median s/draft")
+    for e in m["editors"]:
+        table.add_row(e["editor"], str(e["decisions"]), str(e["approved"]), str(e["rejected"]), str(e["edited"]),
+                      "-" if e["median_seconds"] is None else f"{e['median_seconds']:.0f}")
+    out.print(table)
+    for key, label in (("by_night", "run_id"), ("by_model_version", "model_version")):
+        table = Table(label, "approved", "rejected", "approval rate", "mean edit distance")
+        for g in m[key]:
+            table.add_row(g[label], str(g["approved"]), str(g["rejected"]),
+                          "-" if g["approval_rate"] is None else f"{g['approval_rate']:.0%}",
+                          "-" if g["mean_edit_distance"] is None else f"{g['mean_edit_distance']:.1f}")
+        out.print(table)
+
+
+@review_app.command()
+def export(out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+           status: Annotated[str, typer.Option(help="Drafts in this status.")] = "approved",
+           fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl.")] = "parquet",
+           preferences: Annotated[bool, typer.Option(
+               "--preferences", help="Write (prompt, chosen, rejected) preference pairs instead.")] = False) -> None:
+    """Export drafts with their provenance, or preference pairs, as Parquet or JSONL."""
+    from tasks.review_export import export_drafts
+
+    rows = export_drafts(_db(), out, fmt=fmt, status=status, kind="preferences" if preferences else "drafts")
+    console.out.print(f"wrote {rows} {'preference pairs' if preferences else f'{status} drafts'} to {out}")
+
+
+@review_app.command()
+def sweep() -> None:
+    """Return drafts whose lease expired to their queue (the nightly flow runs this too)."""
+    from storage.queue import sweep_expired
+
+    console.out.print(f"{sweep_expired(_db())} expired leases returned to the queue")
+
+
+@review_app.command()
+def reasons(
+    add: Annotated[str | None, typer.Option(help="Add (or re-enable) this reason code.")] = None,
+    label: Annotated[str | None, typer.Option(help="The label of the added reason.")] = None,
+    disable: Annotated[str | None, typer.Option(help="Disable this reason code.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the rejection reasons; add or disable one."""
+    from storage.accounts import rejection_reasons, set_rejection_reason
+
+    db = _db()
+    if add:
+        set_rejection_reason(db, add, label, active=True)
+    if disable:
+        set_rejection_reason(db, disable, None, active=False)
+    rows = rejection_reasons(db)
+    if as_json:
+        console.print_json([{"code": r.code, "label": r.label} for r in rows])
+        return
+    for r in rows:
+        console.out.print(f"{r.code:<16} {r.label}", markup=False, highlight=False)
+
+
+@review_app.command("config")
+def config(
+    required_reviews: Annotated[int | None, typer.Option(min=1, help="Approvals a draft needs.")] = None,
+    lease_minutes: Annotated[int | None, typer.Option(min=1, help="How long a claim lasts without a heartbeat.")]
+    = None,
+) -> None:
+    """Show or change the desk settings."""
+    from storage.accounts import desk_setting, set_desk_setting
+
+    db = _db()
+    for key, value in (("required_reviews", required_reviews), ("lease_minutes", lease_minutes)):
+        if value is not None:
+            set_desk_setting(db, key, value)
+        console.out.print(f"{key} = {desk_setting(db, key)}")
+
+
+@review_app.command("add-editor")
+def add_editor(name: Annotated[str, typer.Argument(help="Sign-in name.")],
+               role: Annotated[str, typer.Option(help="editor or admin.")] = "editor",
+               password_file: Annotated[Path | None, typer.Option(
+                   help="Read the password from this file ('-' = stdin) instead of a prompt.")] = None) -> None:
+    """Create a web-desk account (the first one should be an admin)."""
+    from storage.accounts import create_editor
+
+    password = (_read_text(password_file).strip() if password_file
+                else typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    create_editor(_db(), name, password, role)
+    console.out.print(f"editor {name} created ({role})")
+
+
+@review_app.command("serve")
+def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765) -> None:
+    """Start the editors' web desk (same as `draftflow desk`)."""
+    from review.server import serve as serve_desk
+
+    console.out.print(f"editors' desk on http://{host}:{port} (Ctrl+C stops it)")
+    serve_desk(Settings.from_env().database_url, host=host, port=port)
 
 
 def _read_text(path: Path) -> str:

@@ -20,10 +20,11 @@ from storage.runs import finish_run, start_run
 from storage.settings import Settings
 from tasks.base_model import resolve_base_model
 from tasks.clean import clean
+from tasks.feedback import editor_feedback
 from tasks.finetune import fine_tune
 from tasks.generate import generate
 from tasks.ingest import ingest
-from tasks.review import queue_for_review
+from tasks.review import queue_for_review, sweep_leases
 from tasks.tokenize import tokenize
 
 T = TypeVar("T")
@@ -60,7 +61,11 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
 
 def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
                 seconds: dict[str, float]) -> RunSummary:
-    raw = _timed(seconds, "ingest", lambda: ingest(params.corpus, settings, params.ingest))
+    swept = _timed(seconds, "sweep_leases", lambda: sweep_leases(settings))
+    feedback = (_timed(seconds, "editor_feedback", lambda: editor_feedback(settings))
+                if params.learn_from_editors else None)
+    sources = [*params.corpus, *([feedback] if feedback else [])]
+    raw = _timed(seconds, "ingest", lambda: ingest(sources, settings, params.ingest))
     cleaned = _timed(seconds, "clean", lambda: clean(raw, settings, params.clean))
     base = resolve_base_model(params.base_model, db)
     tokens = _timed(seconds, "tokenize", lambda: tokenize(cleaned, base, settings, params.tokenize))
@@ -75,6 +80,7 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
         documents_ingested=raw.stats["seen"], documents_kept=cleaned.rows,
         documents_rejected=raw.stats["rejected"] + cleaned.stats["rejected"], rejected_by_reason=reasons,
         files={k.removeprefix("files_"): v for k, v in raw.stats.items() if k.startswith("files_")},
+        editor_approved_source=feedback, leases_expired=swept,
         clean_steps=cleaned.report,
         corpus_fingerprint=cleaned.fingerprint, tokens=tokens.tokens, train_blocks=tokens.train_blocks,
         val_blocks=tokens.val_blocks,

@@ -23,6 +23,8 @@ class NightlyParams(BaseModel):
         default_factory=lambda: [DEFAULT_CORPUS],
         description="Files, folders (`NAME=PATH` names the source) or 'python-stdlib-docs'.")
     ingest: IngestOptions = Field(default_factory=IngestOptions)
+    learn_from_editors: bool = Field(
+        True, description="Add the drafts editors approved on earlier nights to the corpus (source editor-approved).")
     prompts_file: str | None = Field(None, description="Prompts file (lines or JSONL); empty = shipped defaults.")
     base_model: str | None = Field(
         None, description="Empty: continue from the latest model version (scratch if none). "
@@ -45,6 +47,8 @@ class RunSummary(BaseModel):
     documents_rejected: int
     rejected_by_reason: dict[str, int]
     files: dict[str, int]  # new / changed / unchanged / removed since the last run
+    editor_approved_source: str | None = None  # the editor-approved source ingested this night
+    leases_expired: int = 0  # claims swept back to the queue at the start of the night
     clean_steps: list[dict[str, Any]]  # per cleaning step: documents, megabytes, seconds, drops
     corpus_fingerprint: str
     tokens: int

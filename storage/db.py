@@ -61,7 +61,8 @@ def _make_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise DraftflowError(f"database URL '{url}' is not a valid SQLAlchemy URL: {exc}") from None
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        # a web desk and the queue serve many editors at once: room for 30 connections
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database
-from storage.errors import ConflictError, NotFoundError, TransitionError
+from storage.errors import ConflictError, DraftflowError, NotFoundError, TransitionError
 from storage.models import Draft, DraftStatus, Prompt, ReviewEvent, utcnow
 
 
@@ -89,39 +89,47 @@ def transition(
     new_text: str | None = None,
     expected_version: int | None = None,
     scores: dict[str, Any] | None = None,
+    changes: dict[str, Any] | None = None,
+    release_claim: bool = False,
 ) -> Draft:
     """Apply one review action atomically and record its event.
 
-    `to_status=None` keeps the status (an edit). Raises NotFoundError for an unknown draft,
-    TransitionError when the draft's status does not allow the action, ConflictError when
-    `expected_version` is stale.
+    `to_status=None` keeps the status (an edit). A draft another editor holds with a live lease
+    is refused to everyone else. `release_claim` clears the lease (a decision). Raises
+    NotFoundError for an unknown draft, TransitionError when the draft's status does not allow
+    the action, ConflictError when `expected_version` is stale or another editor holds the draft.
     """
+    now = utcnow()
     with db.transaction() as session:
-        guard = [Draft.id == draft_id, Draft.status.in_(list(allowed_from))]
+        guard = [Draft.id == draft_id, Draft.status.in_(list(allowed_from)),
+                 or_(Draft.status != DraftStatus.IN_REVIEW.value, Draft.claimed_by == actor,
+                     Draft.lease_expires_at <= now)]
         if expected_version is not None:
             guard.append(Draft.version == expected_version)
-        changes: dict[str, Any] = {"version": Draft.version + 1, "updated_at": utcnow()}
+        values: dict[str, Any] = {"version": Draft.version + 1, "updated_at": now, **(changes or {})}
         if to_status is not None:
-            changes["status"] = to_status
+            values["status"] = to_status
         if new_text is not None:
-            changes["current_text"] = new_text
+            values["current_text"] = new_text
         if scores is not None:
-            changes["scores"] = scores
+            values["scores"] = scores
+        if release_claim:
+            values.update(claimed_by=None, lease_expires_at=None)
         # FOR UPDATE (PostgreSQL) pins the row so the event's from_status is the one we changed;
         # SQLite ignores it and is already serialised by BEGIN IMMEDIATE.
         before = session.execute(
             select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar()
         updated = session.execute(
-            update(Draft).where(*guard).values(**changes).returning(Draft.id)).scalar()
+            update(Draft).where(*guard).values(**values).returning(Draft.id)).scalar()
         if updated is None:
-            _explain_refusal(session, draft_id, action, allowed_from, expected_version)
+            _explain_refusal(session, draft_id, action, allowed_from, expected_version, actor)
         session.add(ReviewEvent(draft_id=draft_id, actor=actor, action=action,
                                 from_status=before, to_status=to_status or before, note=note))
         return session.get(Draft, draft_id, populate_existing=True)
 
 
 def _explain_refusal(session: Session, draft_id: int, action: str,
-                     allowed_from: Sequence[str], expected_version: int | None) -> None:
+                     allowed_from: Sequence[str], expected_version: int | None, actor: str) -> None:
     draft = session.get(Draft, draft_id)
     if draft is None:
         raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
@@ -129,6 +137,9 @@ def _explain_refusal(session: Session, draft_id: int, action: str,
         allowed = ", ".join(allowed_from[:-1]) + (" or " if len(allowed_from) > 1 else "") + allowed_from[-1]
         raise TransitionError(f"cannot {action} draft {draft_id}: it is {draft.status}; "
                               f"only {allowed} drafts can be {_past(action)}")
+    if draft.status == DraftStatus.IN_REVIEW.value and draft.claimed_by != actor:
+        raise ConflictError(f"cannot {action} draft {draft_id}: {draft.claimed_by} is reviewing it "
+                            f"(lease until {draft.lease_expires_at:%H:%M:%S} UTC)")
     raise ConflictError(f"draft {draft_id} changed since version {expected_version} "
                         f"(now version {draft.version}): reload it and apply your change again")
 
@@ -182,3 +193,66 @@ def status_counts(db: Database, run_id: str | None = None) -> dict[str, int]:
         if run_id:
             query = query.where(Draft.run_id == run_id)
         return {status: n for status, n in session.execute(query).all()}
+
+
+@dataclass
+class DraftFilter:
+    """What the queue screen and `review list` filter on; every value is bound, never formatted into SQL."""
+
+    status: str | None = None
+    category: str | None = None
+    flag: str | None = None  # one check flag, e.g. "copied"
+    model_version_id: int | None = None
+    run_id: str | None = None  # the night
+    editor: str | None = None  # claimed by
+    search: str | None = None  # a substring of the prompt or the draft
+
+
+def query_drafts(db: Database, where: DraftFilter, after: tuple[str, int] | None = None,
+                 limit: int = 50) -> tuple[list[tuple[Draft, Prompt]], tuple[str, int] | None]:
+    """One page of drafts in queue order (oldest first) and the cursor of the next page.
+
+    Keyset paging on (created_at, id) with the (status, created_at) index: a page costs the same
+    at page 1 and page 20,000, where OFFSET would scan every row before it.
+    """
+    query = select(Draft, Prompt).join(Prompt, Prompt.id == Draft.prompt_id)
+    if where.status:
+        query = query.where(Draft.status == where.status)
+    if where.category:
+        query = query.where(Draft.category == where.category)
+    if where.flag:
+        query = query.where(Draft.flags.contains(where.flag, autoescape=True))
+    if where.model_version_id is not None:
+        query = query.where(Draft.model_version_id == where.model_version_id)
+    if where.run_id:
+        query = query.where(Draft.run_id == where.run_id)
+    if where.editor:
+        query = query.where(Draft.claimed_by == where.editor)
+    if where.search:
+        query = query.where(or_(Draft.current_text.contains(where.search, autoescape=True),
+                                Prompt.text.contains(where.search, autoescape=True)))
+    if after is not None:
+        created, last_id = after
+        query = query.where(or_(Draft.created_at > _parse_cursor_time(created),
+                                (Draft.created_at == _parse_cursor_time(created)) & (Draft.id > last_id)))
+    with db.session() as session:
+        rows = [(d, p) for d, p in session.execute(
+            query.order_by(Draft.created_at, Draft.id).limit(limit + 1)).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = (rows[-1][0].created_at.isoformat(), rows[-1][0].id) if more and rows else None
+    return rows, cursor
+
+
+def _parse_cursor_time(value: str):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise DraftflowError(f"bad page cursor {value!r}") from exc
+
+
+def categories(db: Database) -> list[str]:
+    with db.session() as session:
+        return [c for c in session.scalars(select(Prompt.category).distinct().order_by(Prompt.category)) if c]

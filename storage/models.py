@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -96,6 +97,10 @@ class Draft(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "prompt_id", "sample_index", name="uq_drafts_run_prompt_sample"),
         Index("ix_drafts_status_created", "status", "created_at"),
+        # the claim's pick: by priority, then age, optionally within a category
+        Index("ix_drafts_claim", "status", text("priority DESC"), "created_at", "id"),
+        Index("ix_drafts_claim_category", "status", "category", text("priority DESC"), "created_at", "id"),
+        Index("ix_drafts_claimed_by", "claimed_by", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -114,6 +119,66 @@ class Draft(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic concurrency
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Copies of the prompt's category and the checks' flags, so that the queue filters on
+    # indexed columns instead of a join or JSON at a million drafts.
+    category: Mapped[str | None] = mapped_column(String(100))
+    flags: Mapped[str] = mapped_column(String(200), default="")  # comma-joined check flags
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher is claimed first
+    approvals: Mapped[int] = mapped_column(Integer, default=0)  # towards required_reviews
+
+
+class DraftRevision(Base):
+    """Every saved text of a draft; revision 1 is the model's. Nothing is overwritten."""
+
+    __tablename__ = "draft_revisions"
+    __table_args__ = (UniqueConstraint("draft_id", "version", name="uq_draft_revisions_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    editor: Mapped[str] = mapped_column(String(100))
+    based_on: Mapped[int] = mapped_column(Integer)  # the version the editor started from
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_draft", "draft_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    author: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Editor(Base):
+    __tablename__ = "editors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, never the password
+    role: Mapped[str] = mapped_column(String(16), default="editor")  # editor | admin
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RejectionReason(Base):
+    __tablename__ = "rejection_reasons"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class DeskSetting(Base):
+    """Desk-wide settings an admin changes (required_reviews, lease_minutes): JSON values."""
+
+    __tablename__ = "desk_settings"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
 
 
 class ReviewEvent(Base):

@@ -1,41 +1,136 @@
-"""Editors' actions on drafts: approve, reject, edit, list, show.
+"""Editors' actions on drafts: claim, approve, reject, edit, comment, and what they read.
 
-Kept free of Prefect and torch imports so the review CLI starts fast. Each action is one guarded
-transaction plus its `review_events` row (storage.drafts.transition).
+Kept free of Prefect and torch imports so the review CLI and the web desk start fast. Each action
+is one guarded transaction plus its `review_events` row (storage.drafts.transition); leases live
+in storage.queue.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from storage.accounts import check_rejection_reason, desk_setting
 from storage.db import Database
 from storage.drafts import get_draft, list_drafts, transition
-from storage.errors import DraftflowError
-from storage.models import Draft, DraftStatus, Prompt, ReviewEvent
+from storage.errors import ConflictError, DraftflowError
+from storage.models import Comment, Draft, DraftRevision, DraftStatus, Prompt, ReviewEvent, utcnow
+from storage.queue import claim as claim_draft
 
 REVIEWABLE = (DraftStatus.PENDING.value, DraftStatus.IN_REVIEW.value, DraftStatus.FLAGGED.value)
+MAX_COMMENT = 5000
+
+
+def claim(db: Database, editor: str, category: str | None = None, queue: str = DraftStatus.PENDING.value
+          ) -> Draft | None:
+    reviews = desk_setting(db, "required_reviews")
+    return claim_draft(db, _editor(editor), category=category, queue=queue,
+                       lease_minutes=desk_setting(db, "lease_minutes"), exclude_approved_by_editor=reviews > 1)
 
 
 def approve(db: Database, draft_id: int, editor: str, note: str | None = None) -> Draft:
-    return transition(db, draft_id, action="approve", actor=_editor(editor), allowed_from=REVIEWABLE,
-                      to_status=DraftStatus.APPROVED.value, note=note)
+    """One approval. With `required_reviews` = N, the draft is approved at the N-th approval by
+    N different editors; until then it goes back to the queue with its count."""
+    editor = _editor(editor)
+    required = desk_setting(db, "required_reviews")
+    with db.session() as session:
+        draft = session.get(Draft, draft_id)
+        already = draft is not None and required > 1 and session.scalar(select(ReviewEvent.id).where(
+            ReviewEvent.draft_id == draft_id, ReviewEvent.actor == editor, ReviewEvent.action == "approve",
+            ReviewEvent.at >= _last_text_change(session, draft_id)).limit(1)) is not None
+    if already:
+        raise ConflictError(f"{editor} has approved draft {draft_id} already: it needs another editor's review")
+    approvals = (draft.approvals if draft is not None else 0) + 1
+    done = approvals >= required
+    target = DraftStatus.APPROVED.value if done else DraftStatus.PENDING.value
+    return transition(db, draft_id, action="approve", actor=editor, allowed_from=REVIEWABLE, to_status=target,
+                      note=note if done else _join(f"approval {approvals} of {required}", note),
+                      changes={"approvals": approvals}, release_claim=True)
 
 
 def reject(db: Database, draft_id: int, editor: str, reason: str, note: str | None = None) -> Draft:
+    """Reject with a reason code from the configured list (`review reasons`) and an optional note."""
     if not reason or not reason.strip():
-        raise DraftflowError("a rejection needs a reason (--reason TEXT)")
-    full = reason.strip() if not note else f"{reason.strip()}: {note}"
+        raise DraftflowError("a rejection needs a reason (--reason CODE; `draftflow review reasons` lists them)")
+    code = check_rejection_reason(db, reason.strip().lower().replace("-", "_").replace(" ", "_"))
     return transition(db, draft_id, action="reject", actor=_editor(editor), allowed_from=REVIEWABLE,
-                      to_status=DraftStatus.REJECTED.value, note=full)
+                      to_status=DraftStatus.REJECTED.value, note=_join(code, note), release_claim=True)
 
 
 def edit(db: Database, draft_id: int, editor: str, text: str, note: str | None = None,
          expected_version: int | None = None) -> Draft:
-    """Save an editor's text; the model's `original_text` is never touched."""
+    """Save an editor's text as a new revision; the model's `original_text` is never touched.
+
+    `expected_version` is the version the editor started from: a save over a newer version is
+    refused (ConflictError), not applied. A changed text needs its approvals again.
+    """
+    editor = _editor(editor)
     if not text.strip():
         raise DraftflowError("the edited text is empty: to discard a draft, reject it")
-    return transition(db, draft_id, action="edit", actor=_editor(editor), allowed_from=REVIEWABLE,
-                      new_text=text, note=note, expected_version=expected_version)
+    draft = transition(db, draft_id, action="edit", actor=editor, allowed_from=REVIEWABLE, new_text=text,
+                       note=note, expected_version=expected_version, changes={"approvals": 0})
+    with db.transaction() as session:
+        session.add(DraftRevision(draft_id=draft_id, version=draft.version, text=text, editor=editor,
+                                  based_on=expected_version if expected_version is not None else draft.version - 1))
+    return draft
+
+
+def comment(db: Database, draft_id: int, editor: str, body: str) -> Comment:
+    editor = _editor(editor)
+    body = (body or "").strip()
+    if not body:
+        raise DraftflowError("the comment is empty")
+    if len(body) > MAX_COMMENT:
+        raise DraftflowError(f"the comment is longer than {MAX_COMMENT} characters")
+    get_draft(db, draft_id)  # NotFoundError for an unknown draft
+    with db.transaction() as session:
+        row = Comment(draft_id=draft_id, author=editor, body=body, at=utcnow())
+        session.add(row)
+        session.flush()
+        return row
+
+
+def history(db: Database, draft_id: int) -> list[dict[str, Any]]:
+    """Every event, comment and saved revision of a draft, oldest first."""
+    _, _, events = get_draft(db, draft_id)
+    with db.session() as session:
+        comments = list(session.scalars(select(Comment).where(Comment.draft_id == draft_id)))
+        revisions = list(session.scalars(select(DraftRevision).where(DraftRevision.draft_id == draft_id)))
+    items = [{"at": e.at, "kind": "event", "actor": e.actor, "action": e.action, "from": e.from_status,
+              "to": e.to_status, "note": e.note} for e in events]
+    items += [{"at": c.at, "kind": "comment", "actor": c.author, "action": "comment", "from": None, "to": None,
+               "note": c.body} for c in comments]
+    items += [{"at": r.at, "kind": "revision", "actor": r.editor, "action": f"revision {r.version}",
+               "from": None, "to": None, "note": f"based on version {r.based_on}", "text": r.text}
+              for r in revisions]
+    items.sort(key=lambda item: (_naive(item["at"]), item["kind"] != "event"))
+    return [{**item, "at": item["at"].isoformat()} for item in items]
+
+
+def revisions(db: Database, draft_id: int) -> list[dict[str, Any]]:
+    """The draft's texts by version: 1 is the model's, then each saved edit."""
+    draft, _, _ = get_draft(db, draft_id)
+    with db.session() as session:
+        rows = list(session.scalars(select(DraftRevision).where(DraftRevision.draft_id == draft_id)
+                                    .order_by(DraftRevision.version)))
+    return [{"version": 1, "editor": "model", "text": draft.original_text, "at": draft.created_at.isoformat()}] + [
+        {"version": r.version, "editor": r.editor, "text": r.text, "at": r.at.isoformat()} for r in rows]
+
+
+def _last_text_change(session, draft_id: int):  # type: ignore[no-untyped-def]
+    """When the draft's text last changed (approvals count from there)."""
+    last = session.scalar(select(DraftRevision.at).where(DraftRevision.draft_id == draft_id)
+                          .order_by(DraftRevision.version.desc()).limit(1))
+    return last if last is not None else session.scalar(select(Draft.created_at).where(Draft.id == draft_id))
+
+
+def _naive(at):  # type: ignore[no-untyped-def]
+    return at.replace(tzinfo=None)
+
+
+def _join(first: str, note: str | None) -> str:
+    return first if not note else f"{first}: {note}"
 
 
 def _editor(name: str) -> str:
@@ -50,6 +145,9 @@ def draft_to_dict(draft: Draft, prompt: Prompt | None = None,
         "id": draft.id, "status": draft.status, "run_id": draft.run_id,
         "model_version_id": draft.model_version_id, "prompt_id": draft.prompt_id,
         "sample_index": draft.sample_index, "version": draft.version, "seed": draft.seed,
+        "category": draft.category, "flags": [f for f in (draft.flags or "").split(",") if f],
+        "priority": draft.priority, "approvals": draft.approvals, "claimed_by": draft.claimed_by,
+        "lease_expires_at": draft.lease_expires_at.isoformat() if draft.lease_expires_at else None,
         "params": draft.params, "scores": draft.scores, "original_text": draft.original_text,
         "current_text": draft.current_text, "edited": draft.current_text != draft.original_text,
         "created_at": draft.created_at.isoformat(), "updated_at": draft.updated_at.isoformat(),

@@ -146,7 +146,8 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: Gener
         text = draft_text(tokenizer, job.prompt.text, out, request.settings.stop)
         settings = request.settings
         rows.append({"run_id": run_id, "model_version_id": model_version_id, "prompt_id": job.prompt_id,
-                     "sample_index": job.sample_index, "original_text": text, "current_text": text,
+                     "category": job.prompt.category, "sample_index": job.sample_index,
+                     "original_text": text, "current_text": text,
                      "params": {k: getattr(settings, k) for k in OVERRIDABLE} | {
                          "template": params.template, "batch": {"id": batch_id, "position": position}},
                      "seed": request.seed,

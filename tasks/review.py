@@ -42,7 +42,8 @@ def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
         target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
         transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
                    to_status=target.value, note=", ".join(flags) or None,
-                   scores={**draft.scores, **scores, "flags": flags})
+                   scores={**draft.scores, **scores, "flags": flags},
+                   changes={"flags": ",".join(flags)[:200]})
         queued += 1
         flagged += bool(flags)
         reasons.update(flag.split(":")[0] for flag in flags)
@@ -70,3 +71,15 @@ def queue_for_review(run_id: str, settings: Settings, clean: DatasetRef | None =
     from storage.db import open_database
 
     return queue_run(open_database(settings.database_url), run_id, corpus_index(settings, clean), params)
+
+
+@task(name="sweep_leases", cache_policy=NO_CACHE)
+def sweep_leases(settings: Settings) -> int:
+    """Prefect task: drafts whose editor's lease expired go back to their queue."""
+    from storage.db import open_database
+    from storage.queue import sweep_expired
+
+    swept = sweep_expired(open_database(settings.database_url))
+    if swept:
+        log.info("returned %d drafts with expired leases to the queue", swept)
+    return swept

@@ -114,3 +114,34 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (tests/postgres_server.py)."""
+    from tests.postgres_server import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+_databases = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]:
+    """The same test on a SQLite file and on a fresh database of the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield open_database(settings.database_url)
+        return
+    import sqlalchemy as sa
+
+    base = request.getfixturevalue("postgres_url")
+    name = f"t{next(_databases)}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))  # name is ours, never user input
+    admin.dispose()
+    db = open_database(base.rsplit("/", 1)[0] + f"/{name}")
+    yield db
+    db.dispose()

@@ -63,7 +63,7 @@ def test_approve_reject_edit_write_events_in_the_same_transaction(capsys: pytest
     assert body["original_text"] != body["current_text"] and body["status"] == "pending"
 
     assert events(db, a)[-1] == ("ann", "approve", "pending", "approved", "clear")
-    assert events(db, b)[-1] == ("bob", "reject", "pending", "rejected", "off-topic")
+    assert events(db, b)[-1] == ("bob", "reject", "pending", "rejected", "off_topic")
     assert events(db, c)[-1] == ("ann", "edit", "pending", "pending", None)
     with db.session() as s:
         assert s.get(Draft, a).status == "approved" and s.get(Draft, b).status == "rejected"
@@ -90,7 +90,7 @@ def test_user_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixtur
 def test_a_disallowed_transition_is_refused_and_changes_nothing(capsys: pytest.CaptureFixture[str], db: Database,
                                                                 queued: list[int]) -> None:
     first = queued[0]
-    assert run_cli(capsys, "review", "reject", str(first), "--editor", "bob", "--reason", "wrong facts").code == 0
+    assert run_cli(capsys, "review", "reject", str(first), "--editor", "bob", "--reason", "factual_error").code == 0
     before = events(db, first)
     refused = run_cli(capsys, "review", "approve", str(first), "--editor", "ann")
     assert refused.code == 1
