@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # CUDA wheel. Override on a GPU box, e.g. `make install TORCH_SPEC='torch==2.13.0'` with a CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test test-fast lint format clean-data
+.PHONY: install system-deps run test test-fast lint format clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## Debian packages the tests use: a real PostgreSQL server and Chromium for the web desk's browser test
+system-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null; then \
+		echo "postgresql and chromium are installed"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends postgresql chromium; \
+	fi
 
 ## run the nightly flow on the embedded default corpus (pass more flags with ARGS="...")
 run: $(STAMP)

@@ -96,7 +96,8 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
 
 def render_markdown(s: RunSummary) -> str:
     files = ", ".join(f"{k} {v}" for k, v in s.files.items())
-    rows = [("Files", files), ("Documents ingested", s.documents_ingested), ("Documents kept", s.documents_kept),
+    rows = [("Leases expired", s.leases_expired), ("Editor-approved drafts", s.editor_approved_source or "none yet"),
+            ("Files", files), ("Documents ingested", s.documents_ingested), ("Documents kept", s.documents_kept),
             ("Documents rejected", s.documents_rejected), ("Tokens (train + val)", s.tokens),
             ("Base model", s.base_model), ("Model version", s.model_version), ("Promotion", s.promotion),
             ("Train steps", s.train_steps),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -232,9 +232,8 @@ def query_drafts(db: Database, where: DraftFilter, after: tuple[str, int] | None
         query = query.where(or_(Draft.current_text.contains(where.search, autoescape=True),
                                 Prompt.text.contains(where.search, autoescape=True)))
     if after is not None:
-        created, last_id = after
-        query = query.where(or_(Draft.created_at > _parse_cursor_time(created),
-                                (Draft.created_at == _parse_cursor_time(created)) & (Draft.id > last_id)))
+        created, last_id = after  # a row-value comparison: one index range scan on both backends
+        query = query.where(tuple_(Draft.created_at, Draft.id) > tuple_(_parse_cursor_time(created), last_id))
     with db.session() as session:
         rows = [(d, p) for d, p in session.execute(
             query.order_by(Draft.created_at, Draft.id).limit(limit + 1)).all()]

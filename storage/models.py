@@ -101,6 +101,7 @@ class Draft(Base):
         Index("ix_drafts_claim", "status", text("priority DESC"), "created_at", "id"),
         Index("ix_drafts_claim_category", "status", "category", text("priority DESC"), "created_at", "id"),
         Index("ix_drafts_claimed_by", "claimed_by", "status"),
+        Index("ix_drafts_status_category_created", "status", "category", "created_at", "id"),  # filtered lists
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from flows.nightly import nightly
 from storage.db import open_database
 from storage.errors import DraftflowError
-from storage.models import Draft, ModelVersion, Run
+from storage.models import Draft, ModelVersion, Run, utcnow
 from storage.parquet_store import count_rows
 from storage.settings import Settings
 from tasks.clean import STEPS as CLEAN_STEPS
@@ -41,7 +42,9 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     expected = 3 * GENERATE.samples_per_prompt
     assert first.drafts_generated == first.drafts_queued == expected
     assert first.queue == {"pending": expected}
-    assert list(first.seconds) == ["ingest", "clean", "tokenize", "fine_tune", "generate", "queue_for_review"]
+    assert list(first.seconds) == ["sweep_leases", "editor_feedback", "ingest", "clean", "tokenize", "fine_tune",
+                                   "generate", "queue_for_review"]
+    assert first.editor_approved_source is None and first.leases_expired == 0
 
     db = open_database(settings.database_url)
     with db.session() as s:
@@ -67,12 +70,24 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         assert "data:image/png;base64," in by_key("fine-tune-loss-curve")[0].data
         assert "perplexity" in str(by_key("fine-tune-metrics")[0].data)
 
+    # Editors work between the nights: one draft edited and approved, one claim left to expire.
+    from tasks import editor
+
+    approved, abandoned = (editor.claim(db, name).id for name in ("ann", "bob"))
+    editor.edit(db, approved, "ann", "An editor's own sentence about the module returning a value for each key.")
+    editor.approve(db, approved, "ann")
+    with db.transaction() as s:
+        s.execute(sa.update(Draft).where(Draft.id == abandoned).values(lease_expires_at=utcnow() - timedelta(1)))
+
     second = nightly(params)  # no base model given: continue from the latest version
+    assert second.leases_expired == 1  # bob's claim went back to the queue first
+    assert second.editor_approved_source and second.editor_approved_source.startswith("editor-approved=")
+    assert second.files == {"new": 1, "changed": 0, "unchanged": 23, "removed": 0}  # + the approved drafts
+    assert second.documents_ingested == first.documents_ingested + 1
     assert second.base_model == "version:1" and second.model_version == "v0002"
     assert second.tokenizer_id == first.tokenizer_id
     assert first.model_promoted and first.promotion == "first model version"
     assert "v0001 on the same validation blocks" in second.promotion
-    assert second.files["unchanged"] == 23 and second.documents_ingested == first.documents_ingested
     with db.session() as s:
         assert s.get(ModelVersion, 2).parent_id == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Draft)) == 2 * expected
