@@ -293,12 +293,14 @@ def add_editor(name: Annotated[str, typer.Argument(help="Sign-in name.")],
 
 @review_app.command("serve")
 def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765) -> None:
+          port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765,
+          https_only: Annotated[bool, typer.Option(
+              "--https-only", help="Mark the session cookie Secure (behind TLS, e.g. a proxy).")] = False) -> None:
     """Start the editors' web desk (same as `draftflow desk`)."""
     from review.server import serve as serve_desk
 
     console.out.print(f"editors' desk on http://{host}:{port} (Ctrl+C stops it)")
-    serve_desk(Settings.from_env().database_url, host=host, port=port)
+    serve_desk(Settings.from_env().database_url, host=host, port=port, https_only=https_only)
 
 
 def _read_text(path: Path) -> str:

@@ -102,6 +102,8 @@ class Draft(Base):
         Index("ix_drafts_claim_category", "status", "category", text("priority DESC"), "created_at", "id"),
         Index("ix_drafts_claimed_by", "claimed_by", "status"),
         Index("ix_drafts_status_category_created", "status", "category", "created_at", "id"),  # filtered lists
+        Index("ix_drafts_created", "created_at", "id"),  # the list of every state
+        Index("ix_drafts_run_created", "run_id", "created_at", "id"),  # one night's drafts
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

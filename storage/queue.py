@@ -10,6 +10,7 @@ pick stops using the index (0.2 ms became 130 ms at 100k drafts, DESIGN.md §5b)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
@@ -23,11 +24,13 @@ SYSTEM = "system"
 
 
 def claim(db: Database, editor: str, *, category: str | None = None, queue: str = DraftStatus.PENDING.value,
-          lease_minutes: int = 15, exclude_approved_by_editor: bool = False) -> Draft | None:
+          lease_minutes: int = 15, exclude_approved_by_editor: bool = False,
+          exclude_ids: Sequence[int] = ()) -> Draft | None:
     """Hand the next draft of `queue` to `editor` with a lease, or None when the queue is empty.
 
     An editor who still holds a live claim gets that draft back (with a fresh lease): one draft
-    at a time, and a reloaded page does not lose its place.
+    at a time, and a reloaded page does not lose its place. `exclude_ids` are drafts the editor
+    just skipped: without it, the oldest draft (the one skipped) would come straight back.
     """
     if queue not in QUEUES:
         raise DraftflowError(f"cannot claim from {queue!r} (one of: {', '.join(QUEUES)})")
@@ -43,6 +46,8 @@ def claim(db: Database, editor: str, *, category: str | None = None, queue: str 
         pick = select(Draft.id).where(Draft.status == queue)
         if category:
             pick = pick.where(Draft.category == category)
+        if exclude_ids:
+            pick = pick.where(Draft.id.not_in(list(exclude_ids)))
         if exclude_approved_by_editor:  # with required_reviews > 1: each approval from a different editor
             pick = pick.where(~exists().where(ReviewEvent.draft_id == Draft.id, ReviewEvent.actor == editor,
                                               ReviewEvent.action == "approve"))

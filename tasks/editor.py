@@ -7,6 +7,7 @@ in storage.queue.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -22,11 +23,13 @@ REVIEWABLE = (DraftStatus.PENDING.value, DraftStatus.IN_REVIEW.value, DraftStatu
 MAX_COMMENT = 5000
 
 
-def claim(db: Database, editor: str, category: str | None = None, queue: str = DraftStatus.PENDING.value
-          ) -> Draft | None:
+def claim(db: Database, editor: str, category: str | None = None, queue: str = DraftStatus.PENDING.value,
+          skipped: Sequence[int] = ()) -> Draft | None:
+    """The editor's next draft (see storage.queue.claim); `skipped` are drafts they just passed on."""
     reviews = desk_setting(db, "required_reviews")
     return claim_draft(db, _editor(editor), category=category, queue=queue,
-                       lease_minutes=desk_setting(db, "lease_minutes"), exclude_approved_by_editor=reviews > 1)
+                       lease_minutes=desk_setting(db, "lease_minutes"), exclude_approved_by_editor=reviews > 1,
+                       exclude_ids=skipped)
 
 
 def approve(db: Database, draft_id: int, editor: str, note: str | None = None) -> Draft:

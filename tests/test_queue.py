@@ -47,6 +47,8 @@ def test_claim_takes_priority_then_age_within_a_category(any_db: Database) -> No
     assert news.category == "news" and news.id not in (ids[0], ids[5])
     assert editor.claim(any_db, "dan", category="no such category") is None
     assert actions(any_db, ids[5]) == [("ann", "claim", "pending", "in_review")]
+    release(any_db, ids[0], "bob")
+    assert editor.claim(any_db, "bob", skipped=[ids[0]]).id == ids[1]  # a skipped draft is passed over
 
 
 def test_leases_expire_and_the_sweep_returns_drafts_to_their_queue(any_db: Database) -> None:

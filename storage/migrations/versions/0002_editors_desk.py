@@ -39,6 +39,8 @@ def upgrade() -> None:
                     ["status", "category", sa.text("priority DESC"), "created_at", "id"])
     op.create_index("ix_drafts_claimed_by", "drafts", ["claimed_by", "status"])
     op.create_index("ix_drafts_status_category_created", "drafts", ["status", "category", "created_at", "id"])
+    op.create_index("ix_drafts_created", "drafts", ["created_at", "id"])
+    op.create_index("ix_drafts_run_created", "drafts", ["run_id", "created_at", "id"])
     op.create_index("ix_review_events_actor_at", "review_events", ["actor", "at"])
     op.create_index("ix_review_events_action_at", "review_events", ["action", "at"])
 
@@ -102,7 +104,8 @@ def downgrade() -> None:
         op.drop_table(table)
     for index in ("ix_review_events_action_at", "ix_review_events_actor_at"):
         op.drop_index(index, table_name="review_events")
-    for index in ("ix_drafts_status_category_created", "ix_drafts_claimed_by", "ix_drafts_claim_category",
+    for index in ("ix_drafts_run_created", "ix_drafts_created", "ix_drafts_status_category_created",
+                  "ix_drafts_claimed_by", "ix_drafts_claim_category",
                   "ix_drafts_claim"):
         op.drop_index(index, table_name="drafts")
     with op.batch_alter_table("drafts") as batch:

@@ -1,0 +1,110 @@
+"""The desk's FastAPI app: sessions, security headers, the CSRF check, error pages and the routes."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from review.pages import STATIC_DIR, bounce, render
+from review.routes import admin, auth, drafts, queue, reports
+from review.secret import resolve_secret
+from review.security import CsrfRefused, Forbidden, SignInRequired, cross_site, csrf_guard, login_url, safe_next
+from storage.db import open_database
+from storage.errors import ConflictError, DraftflowError, NotFoundError, TransitionError
+
+SESSION_COOKIE = "draftflow_desk"
+SESSION_HOURS = 12  # one working day: a forgotten browser does not stay signed in for weeks
+
+# Scripts and styles only from the desk itself: even if some text escaped the templates, an
+# injected inline <script> would not run.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                 b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def create_app(database_url: str, secret_key: str | None = None, https_only: bool = False) -> FastAPI:
+    """The desk over the database at `database_url` (migrated to the latest schema on open).
+
+    `https_only` marks the session cookie Secure: set it whenever the desk is served over HTTPS
+    (directly or behind a proxy). The secret key is resolved by review.secret.
+    """
+    app = FastAPI(title="draftflow desk", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(csrf_guard)])
+    app.state.db = open_database(database_url)
+    app.state.secret = resolve_secret(database_url, secret_key)
+    app.add_middleware(SessionMiddleware, secret_key=app.state.secret, session_cookie=SESSION_COOKIE,
+                       max_age=SESSION_HOURS * 3600, same_site="strict", https_only=https_only)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (auth, queue, drafts, reports, admin):
+        app.include_router(module.router)
+    _add_error_pages(app)
+    return app
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response (plain ASGI: works for streamed files too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _add_error_pages(app: FastAPI) -> None:
+    def error_page(request: Request, status: int, title: str, message: str) -> Response:
+        return render(request, "error.html", {"title": title, "message": message}, status_code=status)
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        if exc.next_path and cross_site(request):
+            return bounce(request, safe_next(exc.next_path))
+        return RedirectResponse(login_url(exc.next_path), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return error_page(request, 403, "Not allowed", "This page is for desk admins only.")
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, exc: CsrfRefused) -> Response:
+        return error_page(request, 403, "Form refused",
+                          "This form did not carry the desk's security token (it may come from an old page or "
+                          "another site). Go back, reload the page and try again.")
+
+    @app.exception_handler(DraftflowError)
+    async def _draftflow(request: Request, exc: DraftflowError) -> Response:
+        if isinstance(exc, NotFoundError):
+            return error_page(request, 404, "Not found", str(exc))
+        if isinstance(exc, ConflictError | TransitionError):
+            return error_page(request, 409, "Conflict", str(exc))
+        return error_page(request, 400, "Cannot do that", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        fields = ", ".join(".".join(str(p) for p in err.get("loc", ())[1:]) or "request" for err in exc.errors())
+        return error_page(request, 400, "Bad request", f"Some values of this request are not valid: {fields}.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_page(request, 404, "Not found", "There is no page at this address.")
+        return error_page(request, exc.status_code, "Error", str(exc.detail))

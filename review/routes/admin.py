@@ -1,0 +1,154 @@
+"""Admin screens: editors (create, role, active, password), rejection reasons, desk settings.
+
+Every page here needs the admin role; an editor gets 403. An admin cannot demote or deactivate
+their own account, so the desk cannot be left without an admin by a slip of the mouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from review.forms import parse_int
+from review.pages import flash, render
+from review.security import AdminOnly, Db
+from storage.accounts import (
+    DESK_DEFAULTS,
+    ROLES,
+    create_editor,
+    desk_setting,
+    list_editors,
+    rejection_reasons,
+    set_desk_setting,
+    set_editor,
+    set_password,
+    set_rejection_reason,
+)
+from storage.db import Database
+from storage.errors import DraftflowError
+
+router = APIRouter(prefix="/admin")
+
+SETTING_HELP = {"required_reviews": "Approvals by different editors a draft needs before it is approved.",
+                "lease_minutes": "How long a claimed draft stays with its editor without activity."}
+
+
+@router.get("")
+def admin_home(account: AdminOnly) -> Response:
+    return RedirectResponse("/admin/editors", status_code=303)
+
+
+@router.get("/editors")
+def editors_page(request: Request, account: AdminOnly, db: Db) -> Response:
+    return _editors(request, db)
+
+
+@router.post("/editors")
+def add_editor(request: Request, account: AdminOnly, db: Db, name: Annotated[str, Form()] = "",
+               password: Annotated[str, Form()] = "", role: Annotated[str, Form()] = "editor") -> Response:
+    return _apply(request, "/admin/editors", lambda: create_editor(db, name.strip(), password, role),
+                  f"Editor {name.strip()} created.", lambda error: _editors(request, db, error))
+
+
+@router.post("/editors/{name}/role")
+def change_role(request: Request, name: str, account: AdminOnly, db: Db, role: Annotated[str, Form()] = "") -> Response:
+    def change() -> None:
+        if name == account.name and role != "admin":
+            raise DraftflowError("you cannot remove your own admin role: ask another admin")
+        set_editor(db, name, role=role)
+    return _apply(request, "/admin/editors", change, f"{name} is now {role}.",
+                  lambda error: _editors(request, db, error))
+
+
+@router.post("/editors/{name}/active")
+def change_active(request: Request, name: str, account: AdminOnly, db: Db,
+                  active: Annotated[str, Form()] = "") -> Response:
+    wanted = active == "1"
+
+    def change() -> None:
+        if name == account.name and not wanted:
+            raise DraftflowError("you cannot deactivate your own account: ask another admin")
+        set_editor(db, name, active=wanted)
+    message = f"{name} can sign in again." if wanted else f"{name} is deactivated and signed out."
+    return _apply(request, "/admin/editors", change, message, lambda error: _editors(request, db, error))
+
+
+@router.post("/editors/{name}/password")
+def reset_password(request: Request, name: str, account: AdminOnly, db: Db,
+                   password: Annotated[str, Form()] = "") -> Response:
+    return _apply(request, "/admin/editors", lambda: set_password(db, name, password),
+                  f"Password of {name} changed; their other sessions are signed out.",
+                  lambda error: _editors(request, db, error))
+
+
+@router.get("/reasons")
+def reasons_page(request: Request, account: AdminOnly, db: Db) -> Response:
+    return _reasons(request, db)
+
+
+@router.post("/reasons")
+def add_reason(request: Request, account: AdminOnly, db: Db, code: Annotated[str, Form()] = "",
+               label: Annotated[str, Form()] = "") -> Response:
+    code = code.strip().lower()
+    return _apply(request, "/admin/reasons", lambda: set_rejection_reason(db, code, label.strip() or None, True),
+                  f"Reason {code} saved.", lambda error: _reasons(request, db, error))
+
+
+@router.post("/reasons/{code}/active")
+def change_reason(request: Request, code: str, account: AdminOnly, db: Db,
+                  active: Annotated[str, Form()] = "") -> Response:
+    wanted = active == "1"
+    return _apply(request, "/admin/reasons", lambda: set_rejection_reason(db, code, None, wanted),
+                  f"Reason {code} {'restored' if wanted else 'retired'}.", lambda error: _reasons(request, db, error))
+
+
+@router.get("/settings")
+def settings_page(request: Request, account: AdminOnly, db: Db) -> Response:
+    return _settings(request, db)
+
+
+@router.post("/settings")
+def save_settings(request: Request, account: AdminOnly, db: Db, required_reviews: Annotated[str, Form()] = "",
+                  lease_minutes: Annotated[str, Form()] = "") -> Response:
+    def save() -> None:
+        values = {"required_reviews": parse_int(required_reviews, "number of reviews"),
+                  "lease_minutes": parse_int(lease_minutes, "lease length")}
+        for key, value in values.items():
+            if value is None:
+                raise DraftflowError(f"{key} is needed")
+            if value < 1 or value > (10 if key == "required_reviews" else 24 * 60):
+                raise DraftflowError(f"{key} = {value} is out of range")
+        for key, value in values.items():
+            set_desk_setting(db, key, value)
+    return _apply(request, "/admin/settings", save, "Desk settings saved.", lambda error: _settings(request, db, error))
+
+
+def _apply(request: Request, back: str, change: Callable[[], object], done: str,
+           page: Callable[[str], Response]) -> Response:
+    """Run an admin change: on success flash and go back (POST-redirect-GET), on error show the page with it."""
+    try:
+        change()
+    except DraftflowError as exc:
+        return page(str(exc))
+    flash(request, done, "success")
+    return RedirectResponse(back, status_code=303)
+
+
+def _editors(request: Request, db: Database, error: str | None = None) -> Response:
+    return render(request, "admin_editors.html", {"active": "admin", "tab": "editors", "editors": list_editors(db),
+                                                  "roles": ROLES}, status_code=400 if error else 200, error=error)
+
+
+def _reasons(request: Request, db: Database, error: str | None = None) -> Response:
+    return render(request, "admin_reasons.html", {"active": "admin", "tab": "reasons",
+                                                  "reasons": rejection_reasons(db, include_inactive=True)},
+                  status_code=400 if error else 200, error=error)
+
+
+def _settings(request: Request, db: Database, error: str | None = None) -> Response:
+    values = [(key, desk_setting(db, key), SETTING_HELP.get(key, "")) for key in DESK_DEFAULTS]
+    return render(request, "admin_settings.html", {"active": "admin", "tab": "settings", "settings": values},
+                  status_code=400 if error else 200, error=error)
