@@ -6,6 +6,7 @@ keyset (created_at, id), carried in the `after` parameter, so page 20,000 costs 
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -15,6 +16,7 @@ from review.forms import parse_int
 from review.lookups import model_versions, nights
 from review.pages import render
 from review.security import Db, SignedIn
+from storage.db import Database
 from storage.drafts import DraftFilter, categories, query_drafts, status_counts
 from storage.errors import DraftflowError
 from storage.models import Draft, DraftStatus, Prompt
@@ -65,7 +67,7 @@ def queue_page(request: Request, account: SignedIn, db: Db) -> Response:
     params = {key: value for key, value in _filter_params(where).items() if value or key == "status"}
     if size != DEFAULT_PAGE:
         params["size"] = str(size)
-    counts = status_counts(db, run_id=where.run_id)
+    counts = _counts(db, where.run_id)
     return render(request, "queue.html", {
         "active": "queue", "rows": [_row(draft, prompt) for draft, prompt in rows], "where": where,
         "counts": [(s, counts.get(s, 0)) for s in STATUSES], "total": sum(counts.values()),
@@ -75,6 +77,28 @@ def queue_page(request: Request, account: SignedIn, db: Db) -> Response:
         "first_url": _url(params),
         "status_url": lambda s: _url({**params, "status": s}),
     })
+
+
+# Per-state counts scan the drafts table (74 ms on SQLite, 242 ms on PostgreSQL at 1M drafts;
+# BENCHMARKS.md): when a count is that slow, reuse it for a few seconds instead of paying it on
+# every page. Small queues are counted fresh each time.
+SLOW_COUNT_SECONDS = 0.05
+COUNT_TTL_SECONDS = 10.0
+_count_cache: dict[tuple[str, str | None], tuple[float, dict[str, int]]] = {}
+
+
+def _counts(db: Database, run_id: str | None) -> dict[str, int]:
+    key = (db.url, run_id)
+    cached = _count_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < COUNT_TTL_SECONDS:
+        return cached[1]
+    started = time.monotonic()
+    counts = status_counts(db, run_id=run_id)
+    if time.monotonic() - started > SLOW_COUNT_SECONDS:
+        _count_cache[key] = (time.monotonic(), counts)
+    else:
+        _count_cache.pop(key, None)
+    return counts
 
 
 def _url(params: dict[str, str]) -> str:
