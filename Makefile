@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # CUDA wheel. Override on a GPU box, e.g. `make install TORCH_SPEC='torch==2.13.0'` with a CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install system-deps run test test-fast lint format clean-data
+.PHONY: install system-deps run serve stop test test-fast lint format clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ system-deps:
 ## run the nightly flow on the embedded default corpus (pass more flags with ARGS="...")
 run: $(STAMP)
 	$(BIN)/draftflow run $(ARGS)
+
+## a local production-like setup: Prefect server (127.0.0.1:4200), work pools, deployments, workers
+serve: $(STAMP)
+	$(BIN)/draftflow serve $(ARGS)
+
+## stop what `make serve` started
+stop: $(STAMP)
+	$(BIN)/draftflow stop
 
 ## lint + the whole test suite, slow end-to-end tests included (CI runs exactly this)
 test: $(STAMP)

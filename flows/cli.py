@@ -257,6 +257,33 @@ def setup(gpu_slots: Annotated[int, typer.Option(min=1, help="Fine-tunes that ma
                       f"({limit['api']})", highlight=False)
 
 
+@app.command("serve")
+def serve_prefect(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect server (127.0.0.1).")] = 4200,
+    gpu_slots: Annotated[int, typer.Option(min=1, help="Fine-tunes that may run at once.")] = 1,
+    no_workers: Annotated[bool, typer.Option("--no-workers", help="Register only; start no workers.")] = False,
+) -> None:
+    """Start a local Prefect server, work pools, deployments (with schedules) and workers."""
+    from flows.serve import serve
+
+    done = serve(_settings(), port=port, gpu_slots=gpu_slots, workers=not no_workers)
+    out = console.out
+    out.print(f"Prefect UI: {done['ui']}  (API {done['api']})", highlight=False)
+    out.print("deployments: " + ", ".join(done["deployments"]), highlight=False)
+    out.print(f"logs and pids: {done['state']}; `draftflow stop` ends them", highlight=False)
+    out.print("trigger a night now: PREFECT_API_URL=" + done["api"] + " .venv/bin/prefect deployment run "
+              "draftflow-nightly/nightly --param params='{\"training\": {\"max_minutes\": 1}}'", highlight=False)
+
+
+@app.command("stop")
+def stop_prefect() -> None:
+    """Stop the server and workers that `draftflow serve` started."""
+    from flows.serve import stop
+
+    stopped = stop(_settings())
+    console.out.print("stopped " + (", ".join(stopped) if stopped else "nothing (none was running)"))
+
+
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show the last runs, the model versions and the review queue."""

@@ -16,9 +16,12 @@ from prefect.runtime import flow_run
 
 from flows.params import NightlyParams, RunSummary
 from storage.db import open_database
+from storage.errors import DraftflowError
+from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
 from tasks.base_model import resolve_base_model
+from tasks.caching import still_on_disk
 from tasks.clean import clean
 from tasks.feedback import editor_feedback
 from tasks.finetune import fine_tune
@@ -28,6 +31,39 @@ from tasks.review import queue_for_review, sweep_leases
 from tasks.tokenize import tokenize
 
 T = TypeVar("T")
+
+
+def _cached(cached: list[str], stage: str, task: Any, *args: Any) -> Any:
+    """Run a cached corpus task; a cache hit counts only while its dataset is still on disk."""
+    state = task(*args, return_state=True)
+    ref = state.result()  # raises if the task failed
+    if state.name != "Cached":
+        return ref
+    if still_on_disk(ref):
+        cached.append(stage)
+        return ref
+    return task.with_options(refresh_cache=True)(*args)  # the output was removed or replaced: redo it
+
+
+def _finetune_deployment(params: NightlyParams, settings: Settings, db: Any) -> ModelRef:
+    """Fine-tune on the GPU pool: start the deployment, wait for it, read the version it registered."""
+    from prefect.deployments import run_deployment
+
+    from flows.finetune_flow import FinetuneParams
+    from storage.models import Run
+
+    job = FinetuneParams(base_model=params.base_model, home=str(settings.home), training=params.training)
+    finished = run_deployment(params.finetune_deployment, parameters={"params": job.model_dump(mode="json")},
+                              timeout=None)
+    if finished.state is None or not finished.state.is_completed():
+        state = finished.state.name if finished.state else "unknown"
+        raise DraftflowError(f"fine-tune deployment {params.finetune_deployment} ended {state} "
+                             f"(flow run {finished.id}); see its logs in the Prefect UI")
+    with db.session() as session:
+        run = session.get(Run, str(finished.id))
+        if run is None or not run.summary:
+            raise DraftflowError(f"fine-tune flow run {finished.id} registered no model version")
+        return ModelRef.model_validate(run.summary)
 
 
 def _timed(seconds: dict[str, float], stage: str, call: Callable[[], T]) -> T:
@@ -65,11 +101,15 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
     feedback = (_timed(seconds, "editor_feedback", lambda: editor_feedback(settings))
                 if params.learn_from_editors else None)
     sources = [*params.corpus, *([feedback] if feedback else [])]
-    raw = _timed(seconds, "ingest", lambda: ingest(sources, settings, params.ingest))
-    cleaned = _timed(seconds, "clean", lambda: clean(raw, settings, params.clean))
+    cached: list[str] = []
+    raw = _timed(seconds, "ingest", lambda: _cached(cached, "ingest", ingest, sources, settings, params.ingest))
+    cleaned = _timed(seconds, "clean", lambda: _cached(cached, "clean", clean, raw, settings, params.clean))
     base = resolve_base_model(params.base_model, db)
-    tokens = _timed(seconds, "tokenize", lambda: tokenize(cleaned, base, settings, params.tokenize))
-    model = _timed(seconds, "fine_tune", lambda: fine_tune(tokens, base, params.training, settings, run_id))
+    tokens = _timed(seconds, "tokenize",
+                    lambda: _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize))
+    model = _timed(seconds, "fine_tune",
+                   lambda: _finetune_deployment(params, settings, db) if params.finetune_deployment
+                   else fine_tune(tokens, base, params.training, settings, run_id))
     generated = _timed(seconds, "generate",
                        lambda: generate(model, params.prompts_file, params.generation, settings, run_id))
     queued = _timed(seconds, "queue_for_review", lambda: queue_for_review(run_id, settings, cleaned, params.checks))
@@ -79,8 +119,8 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
         run_id=run_id, home=str(settings.home),
         documents_ingested=raw.stats["seen"], documents_kept=cleaned.rows,
         documents_rejected=raw.stats["rejected"] + cleaned.stats["rejected"], rejected_by_reason=reasons,
-        files={k.removeprefix("files_"): v for k, v in raw.stats.items() if k.startswith("files_")},
-        editor_approved_source=feedback, leases_expired=swept,
+        files=_files(raw.stats, cached="ingest" in cached), cached_stages=cached,
+        editor_approved_source=feedback, leases_expired=swept, sample_drafts=generated.samples[:5],
         clean_steps=cleaned.report,
         corpus_fingerprint=cleaned.fingerprint, tokens=tokens.tokens, train_blocks=tokens.train_blocks,
         val_blocks=tokens.val_blocks,
@@ -92,6 +132,14 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
         flags=queued.flags,
         generate_tokens_per_second=round(generated.tokens_per_second, 1), queue=queued.queue,
         seconds=seconds)
+
+
+def _files(stats: dict[str, int], cached: bool) -> dict[str, int]:
+    files = {k.removeprefix("files_"): v for k, v in stats.items() if k.startswith("files_")}
+    if cached:  # the stored reference counts the night it ran; tonight nothing changed
+        files = {"new": 0, "changed": 0, "unchanged": files.get("new", 0) + files.get("changed", 0)
+                 + files.get("unchanged", 0), "removed": 0}
+    return files
 
 
 def render_markdown(s: RunSummary) -> str:
@@ -112,8 +160,20 @@ def render_markdown(s: RunSummary) -> str:
              *[f"| {r['step']} | {r['documents']} | {r['megabytes']} | {r['seconds']} | {r['dropped']} |"
                for r in s.clean_steps], "",
              "## Stage timings (s)", "", "| stage | seconds |", "|---|---|",
-             *[f"| {k} | {v} |" for k, v in s.seconds.items()]]
+             *[f"| {k} | {v}{' (cached)' if k in s.cached_stages else ''} |" for k, v in s.seconds.items()], "",
+             "## Review queue", "", "| state | drafts |", "|---|---|",
+             *[f"| {k} | {v} |" for k, v in sorted(s.queue.items())], "",
+             "## Sample drafts", "", "| prompt | draft |", "|---|---|",
+             *[f"| {_cell(d.get('prompt', ''))} | {_cell(d.get('draft', ''))} |" for d in s.sample_drafts]]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Generated text in a markdown table cell: one line, no table breaks, no links or markup."""
+    flat = " ".join(str(text).split())[:200]
+    for char in "\\|[]()<>*_`#!:.":  # ':' and '.' too: no autolinks from "http://" or "www."
+        flat = flat.replace(char, "\\" + char)
+    return flat
 
 
 def _fmt(value: float | None) -> str:

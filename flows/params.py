@@ -16,6 +16,16 @@ from tasks.tokenize import TokenizeParams
 DEFAULT_CORPUS = "python-stdlib-docs"
 
 
+class ScaleParams(BaseModel):
+    """Sharding of the CPU-heavy stages (clean, tokenize, draft checks) over a Dask cluster."""
+
+    shards: int = Field(1, ge=1, le=4096, description="1 runs each stage in this process; more splits it "
+                                                       "into shards run on Dask.")
+    dask_address: str | None = Field(None, description="An existing Dask scheduler (tcp://host:8786); "
+                                                       "empty = a local cluster when shards > 1.")
+    workers: int | None = Field(None, ge=1, le=256, description="Workers of the local cluster; empty = one per core.")
+
+
 class NightlyParams(BaseModel):
     """Everything a nightly run needs; each section belongs to one stage."""
 
@@ -35,6 +45,10 @@ class NightlyParams(BaseModel):
     training: TrainParams = Field(default_factory=TrainParams)
     generation: GenerationParams = Field(default_factory=GenerationParams)
     checks: CheckParams = Field(default_factory=CheckParams)
+    scale: ScaleParams = Field(default_factory=ScaleParams)
+    finetune_deployment: str | None = Field(
+        None, description="Run fine-tuning as this deployment (e.g. draftflow-finetune/finetune-gpu, on the gpu "
+                          "work pool) and wait for it; empty = in this flow's process.")
 
 
 class RunSummary(BaseModel):
@@ -48,6 +62,8 @@ class RunSummary(BaseModel):
     rejected_by_reason: dict[str, int]
     files: dict[str, int]  # new / changed / unchanged / removed since the last run
     editor_approved_source: str | None = None  # the editor-approved source ingested this night
+    cached_stages: list[str] = Field(default_factory=list)  # corpus stages skipped: unchanged inputs
+    sample_drafts: list[dict[str, str]] = Field(default_factory=list)  # a few (prompt, draft) pairs
     leases_expired: int = 0  # claims swept back to the queue at the start of the night
     clean_steps: list[dict[str, Any]]  # per cleaning step: documents, megabytes, seconds, drops
     corpus_fingerprint: str

@@ -25,6 +25,9 @@ def configure_prefect_env() -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     logging.getLogger("draftflow").setLevel(os.environ.get("DRAFTFLOW_LOG_LEVEL", "INFO").upper())
+    from flows.logs import configure_logging
+
+    configure_logging()
 
 
 class _HideUserErrorTracebacks(logging.Filter):

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from storage.errors import DraftflowError
@@ -25,6 +24,7 @@ from storage.parquet_store import DatasetWriter, iter_batches, require_dataset
 from storage.refs import DatasetRef
 from storage.schemas import CLEAN_SCHEMA, FLOAT_SCORES, INT_SCORES, REJECTED_SCHEMA
 from storage.settings import Settings
+from tasks.caching import CACHE_FOR, clean_key
 from tasks.dedup import ExactDeduper, NearDeduper
 from tasks.language import identify
 from tasks.pii import scrub_pii
@@ -203,7 +203,7 @@ def _reason_text(reasons: Counter[str]) -> str:
     return ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "none"
 
 
-@task(name="clean", cache_policy=NO_CACHE)
+@task(name="clean", cache_key_fn=clean_key, cache_expiration=CACHE_FOR, persist_result=True)
 def clean(raw: DatasetRef, settings: Settings, params: CleanParams) -> DatasetRef:
     """Prefect task: `corpus/raw` -> `corpus/clean` + `corpus/rejected/clean`, with a per-step table."""
     from prefect.artifacts import create_table_artifact

@@ -19,7 +19,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from storage.errors import DraftflowError
 from storage.fingerprint import code_version, fingerprint
@@ -27,6 +26,7 @@ from storage.parquet_store import DatasetWriter, iter_batches, read_sidecar
 from storage.refs import DatasetRef
 from storage.schemas import FILE_INDEX_SCHEMA, RAW_SCHEMA, REJECTED_SCHEMA
 from storage.settings import Settings
+from tasks.caching import CACHE_FOR, ingest_key
 from tasks.records import SourceRecord
 from tasks.retry import retry_unless_user_error
 from tasks.sources import IngestOptions, SourceSpec, Unit, iter_units
@@ -169,8 +169,8 @@ def _rejected_row(record: SourceRecord, now: datetime) -> dict[str, object]:
             "reason": record.reason, "detail": record.detail}
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE,
-      retry_condition_fn=retry_unless_user_error)
+@task(name="ingest", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
+      cache_key_fn=ingest_key, cache_expiration=CACHE_FOR, persist_result=True)
 def ingest(sources: list[str], settings: Settings, options: IngestOptions) -> DatasetRef:
     """Prefect task: bring `corpus/raw` up to date (retried on I/O errors, never on a user error)."""
     return ingest_corpus(sources, settings, options)

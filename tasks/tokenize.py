@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from storage.errors import DraftflowError
@@ -29,6 +28,7 @@ from storage.refs import BaseModelSpec, DatasetRef, TokenizerRef, TokensRef
 from storage.schemas import tokens_schema
 from storage.settings import Settings
 from tasks.base_model import load_tokenizer, tokenizer_id_of
+from tasks.caching import CACHE_FOR, tokenize_key
 
 log = logging.getLogger("draftflow.tokenize")
 EOS_TOKEN = "<|endoftext|>"
@@ -198,7 +198,7 @@ def latest_tokens(settings: Settings) -> TokensRef:
     return TokensRef.model_validate_json(pointer.read_text())
 
 
-@task(name="tokenize", cache_policy=NO_CACHE)
+@task(name="tokenize", cache_key_fn=tokenize_key, cache_expiration=CACHE_FOR, persist_result=True)
 def tokenize(clean: DatasetRef, base: BaseModelSpec, settings: Settings,
              params: TokenizeParams) -> TokensRef:
     """Prefect task: tokenizer (trained or the base model's) + packed train/val blocks."""

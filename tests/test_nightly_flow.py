@@ -57,6 +57,10 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"])))
         assert any("Documents ingested | 42" in (a.data or "") for a in artifacts)
+        report = next(a.data for a in artifacts if "Documents ingested | 42" in (a.data or ""))
+        assert "## Review queue" in report and f"| pending | {expected} |" in report
+        samples = report.split("## Sample drafts")[1]
+        assert samples.count("\n| ") >= 2 and "](" not in samples  # a table of drafts, no links
         (steps_table, *_) = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["clean-steps"])))
         assert steps_table.type == "table" and "near_dedup" in str(steps_table.data)

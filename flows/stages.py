@@ -1,0 +1,116 @@
+"""The nightly loop's stage groups as flows of their own, so an operator can run one step from
+the Prefect UI (each has its own deployment in deployments/prefect.yaml):
+
+- `draftflow-prepare`: ingest → clean → tokenize (cached: unchanged inputs skip the work)
+- `draftflow-finetune` (flows/finetune_flow.py): train on the latest tokens; the GPU pool's flow
+- `draftflow-generate`: write drafts with a model version and queue them for review
+- `draftflow-review-maintenance`: return expired leases, export the editors' approved drafts for
+  the next night, and publish the desk's metrics as an artifact
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from flows.params import DEFAULT_CORPUS
+from storage.db import open_database
+from storage.refs import ModelRef
+from storage.runs import finish_run, start_run
+from storage.settings import Settings
+from tasks.base_model import resolve_base_model
+from tasks.clean import CleanParams, clean
+from tasks.draft_checks import CheckParams
+from tasks.generate import GenerationParams, generate
+from tasks.ingest import IngestOptions, ingest
+from tasks.review import queue_for_review, sweep_leases
+from tasks.tokenize import TokenizeParams, tokenize
+
+HomeField = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
+
+
+class PrepareParams(BaseModel):
+    corpus: list[str] = Field(default_factory=lambda: [DEFAULT_CORPUS],
+                              description="Files, folders (`NAME=PATH`) or 'python-stdlib-docs'.")
+    ingest: IngestOptions = Field(default_factory=IngestOptions)
+    base_model: str | None = Field(None, description="Decides the tokenizer: empty = the latest version's.")
+    home: str | None = HomeField
+    clean: CleanParams = Field(default_factory=CleanParams)
+    tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
+
+
+class GenerateFlowParams(BaseModel):
+    model: str | None = Field(None, description="A model version (v0003); empty = the latest promoted one.")
+    prompts_file: str | None = Field(None, description="Prompts file; empty = the shipped defaults.")
+    home: str | None = HomeField
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    checks: CheckParams = Field(default_factory=CheckParams)
+
+
+class MaintenanceParams(BaseModel):
+    home: str | None = HomeField
+
+
+@flow(name="draftflow-prepare", description="Ingest, clean and tokenize the corpus (cached on fingerprints).")
+def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
+    from flows.nightly import _cached
+
+    params = params or PrepareParams()
+    settings = Settings.from_env(params.home)
+    db = open_database(settings.database_url)
+    cached: list[str] = []
+    raw = _cached(cached, "ingest", ingest, params.corpus, settings, params.ingest)
+    cleaned = _cached(cached, "clean", clean, raw, settings, params.clean)
+    tokens = _cached(cached, "tokenize", tokenize, cleaned, resolve_base_model(params.base_model, db), settings,
+                     params.tokenize)
+    return {"documents": raw.stats.get("seen", raw.rows), "kept": cleaned.rows, "tokens": tokens.tokens,
+            "tokenizer_id": tokens.tokenizer.tokenizer_id, "cached": cached}
+
+
+@flow(name="draftflow-generate", description="Write drafts with a model version and queue them for review.")
+def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
+    from storage.registry import get_model_version, latest_model_version
+
+    params = params or GenerateFlowParams()
+    settings = Settings.from_env(params.home)
+    db = open_database(settings.database_url)
+    info = get_model_version(db, params.model) if params.model else latest_model_version(db)
+    if info is None:
+        from storage.errors import DraftflowError
+
+        raise DraftflowError("no model version yet: run draftflow-finetune (or the nightly flow) first")
+    run_id = flow_run.get_id() or uuid.uuid4().hex
+    start_run(db, run_id, "generate", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+    model = ModelRef(version_id=info.id, name=info.name, path=info.path)
+    generated = generate(model, params.prompts_file, params.generation, settings, run_id)
+    queued = queue_for_review(run_id, settings, None, params.checks)
+    summary = {"model_version": info.name, "drafts": generated.drafts_new, "queued": queued.queued,
+               "flagged": queued.flagged, "tokens_per_second": round(generated.tokens_per_second, 1)}
+    finish_run(db, run_id, "completed", summary=summary)
+    return summary
+
+
+@flow(name="draftflow-review-maintenance",
+      description="Return expired leases, export approved drafts for training, publish desk metrics.")
+def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str, Any]:
+    from tasks.feedback import editor_feedback
+    from tasks.review_metrics import desk_metrics
+
+    params = params or MaintenanceParams()
+    settings = Settings.from_env(params.home)
+    swept = sweep_leases(settings)
+    source = editor_feedback(settings)
+    metrics = desk_metrics(open_database(settings.database_url))
+    rate = metrics["approval_rate"]
+    lines = ["# Review desk", "", "| | |", "|---|---|",
+             *[f"| drafts {state} | {n} |" for state, n in sorted(metrics["states"].items())],
+             f"| approval rate | {'-' if rate is None else f'{rate:.0%}'} |",
+             f"| expired leases returned | {swept} |",
+             f"| editor-approved source | {source or 'none yet'} |"]
+    create_markdown_artifact("\n".join(lines), key="review-desk", description="The review queue and its metrics")
+    return {"leases_expired": swept, "editor_approved_source": source, "states": metrics["states"]}
