@@ -57,9 +57,9 @@ def insert_drafts(db: Database, rows: Iterable[dict[str, Any]]) -> int:
     if not rows:
         return 0
     with db.transaction() as session:
-        stmt = _insert_ignoring_duplicates(session, rows)
-        result = session.execute(stmt)
-        return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+        # RETURNING lists only the rows inserted: rowcount is -1 for a multi-row insert on SQLite,
+        # and a resumed run must report the drafts it really added.
+        return len(session.execute(_insert_ignoring_duplicates(session, rows).returning(Draft.id)).all())
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
