@@ -62,10 +62,14 @@ def run(
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.8,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 1234,
+    shards: Annotated[int, typer.Option(help="Shard clean, tokenize and the checks over Dask (1 = in process).")]
+    = 1,
+    dask_address: Annotated[str | None, typer.Option(help="An existing Dask scheduler; empty = a local cluster.")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run the whole nightly flow: ingest, clean, tokenize, fine-tune, generate, queue for review."""
-    from flows.params import NightlyParams
+    from flows.params import NightlyParams, ScaleParams
     from tasks.finetune import TrainParams
     from tasks.generate import GenerationParams
     from tasks.prompts import load_prompts
@@ -80,7 +84,8 @@ def run(
         home=str(_settings().home),
         training=_validated(TrainParams, max_minutes=max_train_minutes, max_steps=max_train_steps, seed=seed),
         generation=_validated(GenerationParams, samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_p=top_p, seed=seed))
+                              temperature=temperature, top_p=top_p, seed=seed),
+        scale=_validated(ScaleParams, shards=shards, dask_address=dask_address))
     from flows.nightly import nightly
     from flows.prefect_env import hide_user_error_tracebacks
 

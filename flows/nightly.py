@@ -14,7 +14,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.params import NightlyParams, RunSummary
+from flows.params import NightlyParams, RunSummary, ScaleParams
+from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
 from storage.errors import DraftflowError
 from storage.refs import ModelRef
@@ -27,7 +28,7 @@ from tasks.feedback import editor_feedback
 from tasks.finetune import fine_tune
 from tasks.generate import generate
 from tasks.ingest import ingest
-from tasks.review import queue_for_review, sweep_leases
+from tasks.review import sweep_leases
 from tasks.tokenize import tokenize
 
 T = TypeVar("T")
@@ -84,7 +85,8 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
     start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
     seconds: dict[str, float] = {}
     try:
-        summary = _run_stages(params, settings, db, run_id, seconds)
+        with shared_cluster(params.scale) as scale:  # one local Dask cluster for the night (none for 1 shard)
+            summary = _run_stages(params, settings, db, run_id, seconds, scale)
     except BaseException as exc:
         finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -96,23 +98,27 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
 
 
 def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
-                seconds: dict[str, float]) -> RunSummary:
+                seconds: dict[str, float], scale: ScaleParams) -> RunSummary:
     swept = _timed(seconds, "sweep_leases", lambda: sweep_leases(settings))
     feedback = (_timed(seconds, "editor_feedback", lambda: editor_feedback(settings))
                 if params.learn_from_editors else None)
     sources = [*params.corpus, *([feedback] if feedback else [])]
     cached: list[str] = []
     raw = _timed(seconds, "ingest", lambda: _cached(cached, "ingest", ingest, sources, settings, params.ingest))
-    cleaned = _timed(seconds, "clean", lambda: _cached(cached, "clean", clean, raw, settings, params.clean))
+    cleaned = _timed(seconds, "clean",
+                     lambda: _cached(cached, "clean", clean, raw, settings, params.clean) if scale.shards == 1
+                     else clean_stage(raw, settings, params.clean, scale))
     base = resolve_base_model(params.base_model, db)
     tokens = _timed(seconds, "tokenize",
-                    lambda: _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize))
+                    lambda: _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
+                    if scale.shards == 1 else tokenize_stage(cleaned, base, settings, params.tokenize, scale))
     model = _timed(seconds, "fine_tune",
                    lambda: _finetune_deployment(params, settings, db) if params.finetune_deployment
                    else fine_tune(tokens, base, params.training, settings, run_id))
     generated = _timed(seconds, "generate",
                        lambda: generate(model, params.prompts_file, params.generation, settings, run_id))
-    queued = _timed(seconds, "queue_for_review", lambda: queue_for_review(run_id, settings, cleaned, params.checks))
+    queued = _timed(seconds, "queue_for_review",
+                    lambda: queue_stage(run_id, settings, cleaned, params.checks, scale))
     reasons = {k.removeprefix("rejected_"): v for stats in (raw.stats, cleaned.stats)
                for k, v in stats.items() if k.startswith("rejected_")}
     return RunSummary(

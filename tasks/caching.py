@@ -7,7 +7,8 @@ running the task.
   no reading: the stage itself hashes content when it does run.
 - clean: the raw dataset's fingerprint, the cleaning parameters, the code version.
 - tokenize: the clean dataset's fingerprint, the base model, the parameters, the code version.
-Every key includes the data home, so two homes never share a cached reference. A cached reference
+Every key includes the data home and the corpus and tokens URLs, so two homes (or locations)
+never share a cached reference. A cached reference
 is used only while its dataset is still on disk with that fingerprint (`still_on_disk`); otherwise
 the flow runs the task again with `refresh_cache=True`.
 """
@@ -40,19 +41,24 @@ def ingest_key(_context: Any, parameters: dict[str, Any]) -> str:
         for unit in iter_units(spec, options):
             stat = unit.path.stat()
             listing.append((unit.file, stat.st_size, stat.st_mtime_ns))
-    return "ingest-" + fingerprint(str(settings.home), sorted(parameters["sources"]), options.model_dump(),
+    return "ingest-" + fingerprint(_where(settings), sorted(parameters["sources"]), options.model_dump(),
                                    listing, CODE_VERSION)
 
 
 def clean_key(_context: Any, parameters: dict[str, Any]) -> str:
     raw, settings, params = parameters["raw"], parameters["settings"], parameters["params"]
-    return "clean-" + fingerprint(str(settings.home), raw.fingerprint, params.model_dump(), CODE_VERSION)
+    return "clean-" + fingerprint(_where(settings), raw.fingerprint, params.model_dump(), CODE_VERSION)
 
 
 def tokenize_key(_context: Any, parameters: dict[str, Any]) -> str:
     clean, base, settings, params = (parameters[k] for k in ("clean", "base", "settings", "params"))
-    return "tokenize-" + fingerprint(str(settings.home), clean.fingerprint, base.model_dump(), params.model_dump(),
+    return "tokenize-" + fingerprint(_where(settings), clean.fingerprint, base.model_dump(), params.model_dump(),
                                      CODE_VERSION)
+
+
+def _where(settings: Any) -> list[str | None]:
+    """Where the outputs live: moving the corpus or the tokens to another URL is a new key."""
+    return [str(settings.home), settings.corpus_url, settings.tokens_url]
 
 
 def still_on_disk(ref: DatasetRef | TokensRef) -> bool:

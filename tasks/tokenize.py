@@ -156,7 +156,7 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
     require_dataset(Path(clean.path), "clean corpus", "run `draftflow clean` first")
     _use_both_cores()
     backend = load_tokenizer(tok.path).backend_tokenizer
-    out = settings.tokens_dir / tok.tokenizer_id
+    out = settings.token_blocks_dir / tok.tokenizer_id
     meta = {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
             "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
     schema = tokens_schema(params.block_size, tok.vocab_size, meta)

@@ -1,0 +1,180 @@
+"""Sharded tokenize: the tokenizer is trained once, shards encode slices of the clean corpus, one pass packs.
+
+Each shard encodes its rows, appends EOS after each document, and writes the token ids of each
+split (train / validation, by doc-id hash) as a flat stream to a scratch dataset. The merge step
+concatenates the streams in shard order, which is corpus order, and cuts the fixed-size blocks:
+the blocks, the split, the manifests and the fingerprint are exactly those of
+`tasks.tokenize.tokenize_corpus` (packing is ~40x cheaper than encoding, so it stays in one pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from storage.errors import DraftflowError
+from storage.fingerprint import fingerprint
+from storage.locations import location
+from storage.parquet_store import DatasetWriter, iter_batches, iter_row_range, read_manifest
+from storage.refs import BaseModelSpec, DatasetRef, TokenizerRef, TokensRef
+from storage.schemas import tokens_schema
+from storage.settings import Settings
+from tasks.base_model import load_tokenizer
+from tasks.shards import Shard, worker_id, worker_logging
+from tasks.tokenize import CODE_VERSION, ENCODE_BATCH, TokenizeParams, _Packer, is_validation, prepare_tokenizer
+
+log = logging.getLogger("draftflow.tokenize")
+SPLITS = {"train": False, "val": True}  # split name -> is_validation
+
+
+class EncodedShard(BaseModel):
+    """A shard's token streams (a reference) and how much they hold."""
+
+    index: int
+    output: str
+    documents: int
+    ids: dict[str, int]  # split -> token ids written, EOS included
+    seconds: float
+    worker: str
+
+
+def _stream_schema(vocab_size: int) -> pa.Schema:
+    return pa.schema([pa.field("ids", pa.uint16() if vocab_size <= 2**16 else pa.uint32(), nullable=False)],
+                     metadata={"draftflow.dataset": "token-stream"})
+
+
+def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> EncodedShard:
+    """Encode rows [start, stop) of the clean corpus into one id stream per split."""
+    # One shard is one core (threads_per_worker=1): the parallelism comes from the shards, and a
+    # Rust thread pool per worker on top would only make the workers fight over the same cores.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    started = time.perf_counter()
+    backend = load_tokenizer(tok.path).backend_tokenizer
+    encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets: packing needs none
+    dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
+    schema = _stream_schema(tok.vocab_size)
+    documents = 0
+    out = {name: location(shard.output) / name for name in SPLITS}
+    with DatasetWriter(out["train"], schema) as train_w, DatasetWriter(out["val"], schema) as val_w:
+        writers = {False: train_w, True: val_w}
+        for batch in iter_row_range(shard.source, shard.start, shard.stop, columns=["doc_id", "text"],
+                                    batch_size=ENCODE_BATCH):
+            encodings = encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
+            ids: dict[bool, list[int]] = {False: [], True: []}
+            for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
+                target = ids[is_validation(doc_id, params.val_fraction)]
+                target.extend(enc.ids)
+                target.append(tok.eos_id)
+            for split, writer in writers.items():
+                if ids[split]:
+                    writer.write_table(pa.table({"ids": np.array(ids[split], dtype=dtype)}))
+            documents += batch.num_rows
+        counts = {name: writers[is_val].rows_written for name, is_val in SPLITS.items()}
+        for writer in writers.values():
+            writer.commit({"stage": "tokenize-shard", "shard": shard.index, "tokenizer_id": tok.tokenizer_id})
+    seconds = time.perf_counter() - started
+    log.info("tokenize %s: %d documents -> %d train + %d val ids (%.1f s on %s)", shard.label, documents,
+             counts["train"], counts["val"], seconds, worker_id())
+    return EncodedShard(index=shard.index, output=shard.output, documents=documents, ids=counts, seconds=seconds,
+                        worker=worker_id())
+
+
+class _StreamPacker(_Packer):
+    """tokenize's packer, fed numpy id arrays straight from the shard streams (no Python lists)."""
+
+    def add_array(self, ids: np.ndarray) -> None:
+        if not ids.size:
+            return
+        flat = np.concatenate([self.tail, ids.astype(self.dtype, copy=False)])
+        n_blocks = len(flat) // self.block_size
+        body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
+        if n_blocks:
+            column = pa.FixedSizeListArray.from_arrays(pa.array(body), self.block_size)
+            self.writer.write_table(pa.table({"input_ids": column}))
+            self.blocks += n_blocks
+            self.tokens += len(body)
+
+
+def _fingerprint(clean: DatasetRef, tok: TokenizerRef, params: TokenizeParams) -> str:
+    return fingerprint(clean.fingerprint, tok.tokenizer_id, params.model_dump(), CODE_VERSION)
+
+
+def _meta(tok: TokenizerRef, params: TokenizeParams) -> dict[str, str]:
+    return {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
+            "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
+
+
+def committed_tokens(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
+                     params: TokenizeParams) -> TokensRef | None:
+    """The token blocks already written when they are exactly what this run would write, else None."""
+    out = settings.token_blocks_dir / tok.tokenizer_id
+    fp = _fingerprint(clean, tok, params)
+    train, val = read_manifest(out / "train"), read_manifest(out / "val")
+    if not train or not val or train.get("fingerprint") != fp or val.get("fingerprint") != fp:
+        return None
+    ref = TokensRef(path=str(out), fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
+                    block_size=params.block_size, train_blocks=train["rows"], val_blocks=val["rows"],
+                    tokens=(train["rows"] + val["rows"]) * params.block_size)
+    (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
+    return ref
+
+
+def pack_shards(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard], settings: Settings,
+                params: TokenizeParams) -> TokensRef:
+    """Concatenate the shard streams in corpus order, cut blocks, commit train/val as `tokenize_corpus` does."""
+    started = time.perf_counter()
+    out = settings.token_blocks_dir / tok.tokenizer_id
+    meta = _meta(tok, params)
+    schema = tokens_schema(params.block_size, tok.vocab_size, meta)
+    dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
+    fp = _fingerprint(clean, tok, params)
+    ordered = sorted(shards, key=lambda s: s.index)
+    with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
+        packers = {"train": _StreamPacker(train_w, params.block_size, dtype),
+                   "val": _StreamPacker(val_w, params.block_size, dtype)}
+        for split, packer in packers.items():
+            for shard in ordered:
+                for batch in iter_batches(location(shard.output) / split, batch_size=1 << 20):
+                    packer.add_array(batch.column(0).to_numpy())
+        train, val = packers["train"], packers["val"]
+        if train.blocks == 0 or val.blocks == 0:
+            raise DraftflowError(
+                f"corpus too small for block size {params.block_size}: {train.blocks} training and "
+                f"{val.blocks} validation blocks; lower --block-size or add documents")
+        manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
+        train_w.commit({**manifest, "split": "train"})
+        val_w.commit({**manifest, "split": "val"})
+    ref = TokensRef(path=str(out), fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
+                    block_size=params.block_size, train_blocks=train.blocks, val_blocks=val.blocks,
+                    tokens=train.tokens + val.tokens)
+    (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
+    log.info("packed %d tokens from %d shards into %d train + %d val blocks of %d (%.1f s)", ref.tokens,
+             len(shards), train.blocks, val.blocks, params.block_size, time.perf_counter() - started)
+    return ref
+
+
+@task(name="tokenizer", cache_policy=NO_CACHE)
+def tokenizer_task(clean: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams) -> TokenizerRef:
+    """Prefect task (in the flow's process, before the shards): train the BPE once, or take the base model's."""
+    return prepare_tokenizer(clean, base, settings, params)
+
+
+@task(name="tokenize-shard", task_run_name="tokenize-shard-{shard.index}", cache_policy=NO_CACHE)
+def encode_shard_task(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> EncodedShard:
+    """Prefect task (runs on a Dask worker): encode one slice of the clean corpus."""
+    worker_logging()
+    return encode_shard(shard, tok, params)
+
+
+@task(name="tokenize-pack", cache_policy=NO_CACHE)
+def pack_task(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard], settings: Settings,
+              params: TokenizeParams) -> TokensRef:
+    """Prefect task (in the flow's process): pack the shard streams into blocks and commit them."""
+    return pack_shards(clean, tok, shards, settings, params)
