@@ -17,12 +17,12 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from storage.db import Database, open_database
-from storage.drafts import draft_ids, get_draft, status_counts, transition
+from storage.drafts import draft_ids, status_counts
 from storage.models import DraftStatus
 from storage.refs import DatasetRef
 from storage.settings import Settings
-from tasks.draft_checks import CheckParams, NgramIndex, check_draft
-from tasks.review import SYSTEM_ACTOR, QueueResult, corpus_index
+from tasks.draft_checks import CheckParams
+from tasks.review import QueueResult, corpus_index, queue_draft
 from tasks.shards import worker_id, worker_logging
 
 log = logging.getLogger("draftflow.review")
@@ -75,7 +75,7 @@ def check_range(part: DraftRange, settings: Settings, clean: DatasetRef | None, 
     for draft_id in draft_ids(db, part.run_id, DraftStatus.GENERATED.value):
         if not part.first <= draft_id <= part.last:
             continue
-        flags = _queue_one(db, draft_id, index, params)
+        flags = queue_draft(db, draft_id, index, params)
         queued += 1
         flagged += bool(flags)
         reasons.update(flag.split(":")[0] for flag in flags)
@@ -83,18 +83,6 @@ def check_range(part: DraftRange, settings: Settings, clean: DatasetRef | None, 
     log.info("checked %s: %d queued, %d flagged (%.1f s on %s)", part.label, queued, flagged, seconds, worker_id())
     return CheckedRange(index=part.index, queued=queued, flagged=flagged, flags=dict(reasons), seconds=seconds,
                         worker=worker_id())
-
-
-def _queue_one(db: Database, draft_id: int, index: NgramIndex | None, params: CheckParams) -> list[str]:
-    """One draft, exactly as `queue_run` moves it: scores stored, flags in the event note."""
-    draft, _, _ = get_draft(db, draft_id)
-    scores, flags = check_draft(draft.original_text, index, params)
-    target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
-    transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
-               to_status=target.value, note=", ".join(flags) or None,
-               scores={**draft.scores, **scores, "flags": flags},
-               changes={"flags": ",".join(flags)[:200]})
-    return flags
 
 
 def merge_ranges(run_id: str, settings: Settings, parts: list[CheckedRange]) -> QueueResult:

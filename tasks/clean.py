@@ -12,6 +12,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,20 +160,31 @@ def clean_corpus(raw: DatasetRef, settings: Settings, params: CleanParams | None
     params = params or CleanParams()
     require_dataset(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
     cleaner = _Cleaner(params)
+    outcomes = ((row, *cleaner.run(row)) for batch in iter_batches(settings.raw_dir, batch_size=512)
+                for row in batch.to_pylist())
+    return write_clean_outputs(raw, settings, params, cleaner, outcomes)
+
+
+Outcome = tuple[dict[str, Any], "dict[str, Any] | None", "tuple[str, str] | None"]
+
+
+def write_clean_outputs(raw: DatasetRef, settings: Settings, params: CleanParams, cleaner: _Cleaner,
+                        outcomes: Iterable[Outcome]) -> DatasetRef:
+    """Write each (raw row, kept row or None, rejection verdict) to corpus/clean or corpus/rejected,
+    then commit both with the counts and the step table. Shared by the in-process and the sharded
+    clean (tasks/clean_shards.py), so their outputs cannot drift apart."""
     reasons: Counter[str] = Counter()
     pii: Counter[str] = Counter()  # replacements in the documents kept
     with DatasetWriter(settings.clean_dir, CLEAN_SCHEMA) as clean, \
             DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected:
-        for batch in iter_batches(settings.raw_dir, batch_size=512):
-            for row in batch.to_pylist():
-                kept, verdict = cleaner.run(row)
-                if kept is not None:
-                    clean.write_row(_with_score_types(kept))
-                    pii.update({kind: kept[f"pii_{kind}"] for kind in ("email", "phone", "ip")})
-                else:
-                    assert verdict is not None
-                    reasons[verdict[0]] += 1
-                    rejected.write_row({**row, "stage": STAGE, "reason": verdict[0], "detail": verdict[1]})
+        for row, kept, verdict in outcomes:
+            if kept is not None:
+                clean.write_row(_with_score_types(kept))
+                pii.update({kind: kept[f"pii_{kind}"] for kind in ("email", "phone", "ip")})
+            else:
+                assert verdict is not None
+                reasons[verdict[0]] += 1
+                rejected.write_row({**row, "stage": STAGE, "reason": verdict[0], "detail": verdict[1]})
         stats = {"input": raw.rows, "kept": clean.rows_written, "rejected": rejected.rows_written,
                  **{f"rejected_{r}": n for r, n in sorted(reasons.items())},
                  **{f"pii_{k}": n for k, n in sorted(pii.items()) if n}}

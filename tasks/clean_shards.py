@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -24,13 +23,21 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.parquet_store import DatasetWriter, iter_batches, iter_row_range, read_manifest
 from storage.refs import DatasetRef
-from storage.schemas import CLEAN_SCHEMA, FLOAT_SCORES, INT_SCORES, RAW_SCHEMA, REJECTED_SCHEMA
+from storage.schemas import FLOAT_SCORES, INT_SCORES, RAW_SCHEMA
 from storage.settings import Settings
-from tasks.clean import CODE_VERSION, STAGE, STEPS, CleanParams, StepStats, _Cleaner, _reason_text, _with_score_types
+from tasks.clean import (
+    CODE_VERSION,
+    STAGE,
+    STEPS,
+    CleanParams,
+    StepStats,
+    _Cleaner,
+    _with_score_types,
+    write_clean_outputs,
+)
 from tasks.shards import Shard, worker_id, worker_logging
 
 log = logging.getLogger("draftflow.clean")
@@ -148,7 +155,7 @@ def merge_clean_shards(raw: DatasetRef, shards: list[CleanShardResult], settings
         for name, counted in shard.steps.items():
             _add_stats(cleaner.steps[name], counted)
     started = time.perf_counter()
-    ref = _write_outputs(raw, settings, params, cleaner, _deduplicated(cleaner, shards))
+    ref = write_clean_outputs(raw, settings, params, cleaner, _deduplicated(cleaner, shards))
     log.info("clean: merged %d shards with exact and near dedup in %.1f s", len(shards), time.perf_counter() - started)
     return ref
 
@@ -167,39 +174,6 @@ def _deduplicated(cleaner: _Cleaner, shards: list[CleanShardResult]) -> Iterator
                 verdict = run_steps(cleaner, raw_row, doc, GLOBAL_STEPS)
                 kept = None if verdict else {**raw_row, "text": doc["text"], "language": doc["language"], **scores}
                 yield raw_row, kept, verdict
-
-
-def _write_outputs(raw: DatasetRef, settings: Settings, params: CleanParams, cleaner: _Cleaner,
-                   results: Iterable[Outcome]) -> DatasetRef:
-    """The end of `clean_corpus`: the same rows, counts, manifests and error, from merged results."""
-    reasons: Counter[str] = Counter()
-    pii: Counter[str] = Counter()  # replacements in the documents kept
-    with DatasetWriter(settings.clean_dir, CLEAN_SCHEMA) as clean, \
-            DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected:
-        for row, kept, verdict in results:
-            if kept is not None:
-                clean.write_row(_with_score_types(kept))
-                pii.update({kind: kept[f"pii_{kind}"] for kind in ("email", "phone", "ip")})
-            else:
-                assert verdict is not None
-                reasons[verdict[0]] += 1
-                rejected.write_row({**row, "stage": STAGE, "reason": verdict[0], "detail": verdict[1]})
-        stats = {"input": raw.rows, "kept": clean.rows_written, "rejected": rejected.rows_written,
-                 **{f"rejected_{r}": n for r, n in sorted(reasons.items())},
-                 **{f"pii_{k}": n for k, n in sorted(pii.items()) if n}}
-        report = cleaner.report()
-        if clean.rows_written == 0:
-            rejected.commit({"stage": STAGE, "stats": stats, "steps": report})
-            raise DraftflowError(
-                f"no documents left after cleaning: all {raw.rows} were rejected "
-                f"({_reason_text(reasons)}); see corpus/rejected/clean or relax the thresholds")
-        fp = expected_fingerprint(raw, params)
-        manifest = {"stage": STAGE, "fingerprint": fp, "input": raw.fingerprint, "params": params.model_dump(),
-                    "stats": stats, "steps": report}
-        rejected.commit({**manifest, "fingerprint": fp + "-rejected"})
-        clean.commit(manifest)
-    log.info("clean: kept %d of %d documents; rejected %s", stats["kept"], raw.rows, _reason_text(reasons))
-    return DatasetRef(path=str(settings.clean_dir), fingerprint=fp, rows=stats["kept"], stats=stats, report=report)
 
 
 @task(name="clean-shard", task_run_name="clean-shard-{shard.index}", cache_policy=NO_CACHE)

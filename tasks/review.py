@@ -37,13 +37,7 @@ def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
     queued = flagged = 0
     reasons: Counter[str] = Counter()
     for draft_id in draft_ids(db, run_id, DraftStatus.GENERATED.value):
-        draft, _, _ = get_draft(db, draft_id)
-        scores, flags = check_draft(draft.original_text, index, params)
-        target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
-        transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
-                   to_status=target.value, note=", ".join(flags) or None,
-                   scores={**draft.scores, **scores, "flags": flags},
-                   changes={"flags": ",".join(flags)[:200]})
+        flags = queue_draft(db, draft_id, index, params)
         queued += 1
         flagged += bool(flags)
         reasons.update(flag.split(":")[0] for flag in flags)
@@ -51,6 +45,19 @@ def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
     log.info("queued %d drafts of run %s (%d flagged: %s); queue now %s", queued, run_id, flagged,
              dict(reasons) or "-", counts)
     return QueueResult(run_id=run_id, queued=queued, flagged=flagged, flags=dict(reasons), queue=counts)
+
+
+def queue_draft(db: Database, draft_id: int, index: NgramIndex | None, params: CheckParams) -> list[str]:
+    """Check one generated draft, store its scores and route it: pending, or flagged with the reasons
+    in the event note. Returns the flags. (The sharded checks call this too.)"""
+    draft, _, _ = get_draft(db, draft_id)
+    scores, flags = check_draft(draft.original_text, index, params)
+    target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
+    transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
+               to_status=target.value, note=", ".join(flags) or None,
+               scores={**draft.scores, **scores, "flags": flags},
+               changes={"flags": ",".join(flags)[:200]})
+    return flags
 
 
 def corpus_index(settings: Settings, clean: DatasetRef | None) -> NgramIndex | None:

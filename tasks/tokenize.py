@@ -173,20 +173,29 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
                 target.append(tok.eos_id)
             for split, packer in packers.items():
                 packer.add_batch(ids[split])
-        train, val = packers[False], packers[True]
-        if train.blocks == 0 or val.blocks == 0:
-            raise DraftflowError(
-                f"corpus too small for block size {params.block_size}: {train.blocks} training and "
-                f"{val.blocks} validation blocks; lower --block-size or add documents")
-        manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
-        train_w.commit({**manifest, "split": "train"})
-        val_w.commit({**manifest, "split": "val"})
-    ref = TokensRef(path=str(out), fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
-                    block_size=params.block_size, train_blocks=train.blocks, val_blocks=val.blocks,
-                    tokens=train.tokens + val.tokens)
+        ref = commit_blocks(clean, tok, params, settings, str(out), fp, meta, (train_w, packers[False]),
+                            (val_w, packers[True]))
+    log.info("packed %d tokens into %d train + %d val blocks of %d", ref.tokens, ref.train_blocks,
+             ref.val_blocks, params.block_size)
+    return ref
+
+
+def commit_blocks(clean: DatasetRef, tok: TokenizerRef, params: TokenizeParams, settings: Settings, out: str,
+                  fp: str, meta: dict[str, str], train: tuple[Any, Any], val: tuple[Any, Any]) -> TokensRef:
+    """Commit the packed train and val blocks ((writer, packer) pairs) and point tokens/latest.json at
+    them. Shared by the in-process and the sharded tokenize (tasks/tokenize_shards.py)."""
+    (train_w, train_p), (val_w, val_p) = train, val
+    if train_p.blocks == 0 or val_p.blocks == 0:
+        raise DraftflowError(
+            f"corpus too small for block size {params.block_size}: {train_p.blocks} training and "
+            f"{val_p.blocks} validation blocks; lower --block-size or add documents")
+    manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
+    train_w.commit({**manifest, "split": "train"})
+    val_w.commit({**manifest, "split": "val"})
+    ref = TokensRef(path=out, fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
+                    block_size=params.block_size, train_blocks=train_p.blocks, val_blocks=val_p.blocks,
+                    tokens=train_p.tokens + val_p.tokens)
     (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
-    log.info("packed %d tokens into %d train + %d val blocks of %d", ref.tokens, train.blocks,
-             val.blocks, params.block_size)
     return ref
 
 

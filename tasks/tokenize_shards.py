@@ -19,7 +19,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.locations import location
 from storage.parquet_store import DatasetWriter, iter_batches, iter_row_range, read_manifest
@@ -28,7 +27,15 @@ from storage.schemas import tokens_schema
 from storage.settings import Settings
 from tasks.base_model import load_tokenizer
 from tasks.shards import Shard, worker_id, worker_logging
-from tasks.tokenize import CODE_VERSION, ENCODE_BATCH, TokenizeParams, _Packer, is_validation, prepare_tokenizer
+from tasks.tokenize import (
+    CODE_VERSION,
+    ENCODE_BATCH,
+    TokenizeParams,
+    _Packer,
+    commit_blocks,
+    is_validation,
+    prepare_tokenizer,
+)
 
 log = logging.getLogger("draftflow.tokenize")
 SPLITS = {"train": False, "val": True}  # split name -> is_validation
@@ -143,20 +150,10 @@ def pack_shards(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard]
             for shard in ordered:
                 for batch in iter_batches(location(shard.output) / split, batch_size=1 << 20):
                     packer.add_array(batch.column(0).to_numpy())
-        train, val = packers["train"], packers["val"]
-        if train.blocks == 0 or val.blocks == 0:
-            raise DraftflowError(
-                f"corpus too small for block size {params.block_size}: {train.blocks} training and "
-                f"{val.blocks} validation blocks; lower --block-size or add documents")
-        manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
-        train_w.commit({**manifest, "split": "train"})
-        val_w.commit({**manifest, "split": "val"})
-    ref = TokensRef(path=str(out), fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
-                    block_size=params.block_size, train_blocks=train.blocks, val_blocks=val.blocks,
-                    tokens=train.tokens + val.tokens)
-    (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
+        ref = commit_blocks(clean, tok, params, settings, str(out), fp, meta, (train_w, packers["train"]),
+                            (val_w, packers["val"]))
     log.info("packed %d tokens from %d shards into %d train + %d val blocks of %d (%.1f s)", ref.tokens,
-             len(shards), train.blocks, val.blocks, params.block_size, time.perf_counter() - started)
+             len(shards), ref.train_blocks, ref.val_blocks, params.block_size, time.perf_counter() - started)
     return ref
 
 
