@@ -43,7 +43,7 @@ stop: $(STAMP)
 	$(BIN)/draftflow stop
 
 ## lint + the whole test suite, slow end-to-end tests included (CI runs exactly this)
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
