@@ -103,7 +103,16 @@ class _Cleaner:
     def run(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[str, str | None] | None]:
         """(clean row, None) to keep, or (None, (reason, detail)) to reject."""
         doc: dict[str, Any] = {"text": row["text"]}
-        for name in STEPS:
+        verdict = self.run_steps(row, doc, STEPS)
+        if verdict:
+            return None, verdict
+        return {**row, "text": doc["text"], "language": doc["language"], **doc["scores"]}, None
+
+    def run_steps(self, row: dict[str, Any], doc: dict[str, Any],
+                  steps: Iterable[str]) -> tuple[str, str | None] | None:
+        """Some of the steps, in order, on one document (the sharded clean runs them in two parts),
+        counted per step; the first rejection's (reason, detail), or None."""
+        for name in steps:
             stats = self.steps[name]
             started = time.perf_counter()
             stats.documents += 1
@@ -112,8 +121,8 @@ class _Cleaner:
             stats.seconds += time.perf_counter() - started
             if verdict:
                 stats.dropped[verdict[0]] += 1
-                return None, verdict
-        return {**row, "text": doc["text"], "language": doc["language"], **doc["scores"]}, None
+                return verdict
+        return None
 
     def _normalize(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
         doc["text"] = normalize_text(doc["text"], self.params.fix_unicode)
@@ -165,6 +174,11 @@ def clean_corpus(raw: DatasetRef, settings: Settings, params: CleanParams | None
     return write_clean_outputs(raw, settings, params, cleaner, outcomes)
 
 
+def clean_fingerprint(raw: DatasetRef, params: CleanParams) -> str:
+    """The fingerprint of corpus/clean made from `raw` with `params` by this code version."""
+    return fingerprint(raw.fingerprint, params.model_dump(), CODE_VERSION)
+
+
 Outcome = tuple[dict[str, Any], "dict[str, Any] | None", "tuple[str, str] | None"]
 
 
@@ -194,7 +208,7 @@ def write_clean_outputs(raw: DatasetRef, settings: Settings, params: CleanParams
             raise DraftflowError(
                 f"no documents left after cleaning: all {raw.rows} were rejected "
                 f"({_reason_text(reasons)}); see corpus/rejected/clean or relax the thresholds")
-        fp = fingerprint(raw.fingerprint, params.model_dump(), CODE_VERSION)
+        fp = clean_fingerprint(raw, params)
         manifest = {"stage": STAGE, "fingerprint": fp, "input": raw.fingerprint, "params": params.model_dump(),
                     "stats": stats, "steps": report}
         rejected.commit({**manifest, "fingerprint": fp + "-rejected"})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -23,19 +23,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from storage.fingerprint import fingerprint
 from storage.parquet_store import DatasetWriter, iter_batches, iter_row_range, read_manifest
 from storage.refs import DatasetRef
 from storage.schemas import FLOAT_SCORES, INT_SCORES, RAW_SCHEMA
 from storage.settings import Settings
 from tasks.clean import (
-    CODE_VERSION,
     STAGE,
     STEPS,
     CleanParams,
     StepStats,
     _Cleaner,
     _with_score_types,
+    clean_fingerprint,
     write_clean_outputs,
 )
 from tasks.shards import Shard, worker_id, worker_logging
@@ -74,21 +73,6 @@ class CleanShardResult(BaseModel):
     steps: dict[str, dict[str, Any]]
 
 
-def run_steps(cleaner: _Cleaner, row: dict[str, Any], doc: dict[str, Any], steps: Iterable[str]) -> Verdict | None:
-    """Some of clean's steps on one document, counted the way `_Cleaner.run` counts them."""
-    for name in steps:
-        stats = cleaner.steps[name]
-        started = time.perf_counter()
-        stats.documents += 1
-        stats.bytes += len(doc["text"].encode("utf-8"))
-        verdict = getattr(cleaner, f"_{name}")(row, doc)
-        stats.seconds += time.perf_counter() - started
-        if verdict:
-            stats.dropped[verdict[0]] += 1
-            return verdict
-    return None
-
-
 def clean_shard(shard: Shard, params: CleanParams) -> CleanShardResult:
     """Normalize, language, quality and PII on rows [start, stop) of the raw corpus."""
     started = time.perf_counter()
@@ -98,7 +82,7 @@ def clean_shard(shard: Shard, params: CleanParams) -> CleanShardResult:
         for batch in iter_row_range(shard.source, shard.start, shard.stop, batch_size=512):
             for row in batch.to_pylist():
                 doc: dict[str, Any] = {"text": row["text"]}
-                verdict = run_steps(cleaner, row, doc, PER_DOCUMENT_STEPS)
+                verdict = cleaner.run_steps(row, doc, PER_DOCUMENT_STEPS)
                 out.write_row(_shard_row(row, doc, verdict))
                 kept += verdict is None
         steps = {name: _stats_dict(cleaner.steps[name]) for name in PER_DOCUMENT_STEPS}
@@ -131,14 +115,9 @@ def _add_stats(stats: StepStats, counted: dict[str, Any]) -> None:
     stats.dropped.update(counted["dropped"])
 
 
-def expected_fingerprint(raw: DatasetRef, params: CleanParams) -> str:
-    """The fingerprint `clean_corpus` gives this input: the same inputs, parameters and code."""
-    return fingerprint(raw.fingerprint, params.model_dump(), CODE_VERSION)
-
-
 def committed_clean(raw: DatasetRef, settings: Settings, params: CleanParams) -> DatasetRef | None:
     """The clean corpus already on disk when it is exactly what this run would write, else None."""
-    fp = expected_fingerprint(raw, params)
+    fp = clean_fingerprint(raw, params)
     manifest = read_manifest(settings.clean_dir) or {}
     rejected = read_manifest(settings.rejected_dir(STAGE)) or {}
     if manifest.get("fingerprint") != fp or rejected.get("fingerprint") != f"{fp}-rejected":
@@ -171,7 +150,7 @@ def _deduplicated(cleaner: _Cleaner, shards: list[CleanShardResult]) -> Iterator
                     continue
                 scores = {name: row[name] for name in (*INT_SCORES, *FLOAT_SCORES)}
                 doc = {"text": row["clean_text"], "language": row["language"], "scores": scores}
-                verdict = run_steps(cleaner, raw_row, doc, GLOBAL_STEPS)
+                verdict = cleaner.run_steps(raw_row, doc, GLOBAL_STEPS)
                 kept = None if verdict else {**raw_row, "text": doc["text"], "language": doc["language"], **scores}
                 yield raw_row, kept, verdict
 

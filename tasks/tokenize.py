@@ -111,11 +111,12 @@ class _Packer:
         self.blocks = 0
         self.tokens = 0
 
-    def add_batch(self, ids: list[int]) -> None:
-        """Ids of a whole record batch of documents, EOS already in place: one numpy conversion."""
-        if not ids:
+    def add_batch(self, ids: list[int] | np.ndarray) -> None:
+        """Ids of a whole record batch of documents (a list, or an array streamed from a shard), EOS
+        already in place: one numpy conversion."""
+        if not len(ids):
             return
-        flat = np.concatenate([self.tail, np.array(ids, dtype=self.dtype)])
+        flat = np.concatenate([self.tail, np.asarray(ids, dtype=self.dtype)])
         n_blocks = len(flat) // self.block_size
         body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
         if n_blocks:
@@ -157,20 +158,15 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
     _use_both_cores()
     backend = load_tokenizer(tok.path).backend_tokenizer
     out = settings.token_blocks_dir / tok.tokenizer_id
-    meta = {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
-            "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
+    meta = tokens_meta(tok, params)
     schema = tokens_schema(params.block_size, tok.vocab_size, meta)
     dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
-    fp = fingerprint(clean.fingerprint, tok.tokenizer_id, params.model_dump(), CODE_VERSION)
+    fp = tokens_fingerprint(clean, tok, params)
     with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
         packers = {False: _Packer(train_w, params.block_size, dtype),
                    True: _Packer(val_w, params.block_size, dtype)}
         for batch, encodings in _encoded_batches(backend, Path(clean.path)):
-            ids: dict[bool, list[int]] = {False: [], True: []}
-            for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
-                target = ids[is_validation(doc_id, params.val_fraction)]
-                target.extend(enc.ids)
-                target.append(tok.eos_id)
+            ids = split_ids(batch, encodings, tok.eos_id, params.val_fraction)
             for split, packer in packers.items():
                 packer.add_batch(ids[split])
         ref = commit_blocks(clean, tok, params, settings, str(out), fp, meta, (train_w, packers[False]),
@@ -178,6 +174,27 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
     log.info("packed %d tokens into %d train + %d val blocks of %d", ref.tokens, ref.train_blocks,
              ref.val_blocks, params.block_size)
     return ref
+
+
+def split_ids(batch: pa.RecordBatch, encodings: list[Any], eos_id: int,
+              val_fraction: float) -> dict[bool, list[int]]:
+    """A batch's token ids by split (True = validation, by document hash), each document + EOS."""
+    ids: dict[bool, list[int]] = {False: [], True: []}
+    for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
+        target = ids[is_validation(doc_id, val_fraction)]
+        target.extend(enc.ids)
+        target.append(eos_id)
+    return ids
+
+
+def tokens_fingerprint(clean: DatasetRef, tok: TokenizerRef, params: TokenizeParams) -> str:
+    return fingerprint(clean.fingerprint, tok.tokenizer_id, params.model_dump(), CODE_VERSION)
+
+
+def tokens_meta(tok: TokenizerRef, params: TokenizeParams) -> dict[str, str]:
+    """What a token dataset's schema metadata records: enough to train on it without the ref."""
+    return {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
+            "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
 
 
 def commit_blocks(clean: DatasetRef, tok: TokenizerRef, params: TokenizeParams, settings: Settings, out: str,

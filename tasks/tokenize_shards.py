@@ -19,7 +19,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from storage.fingerprint import fingerprint
 from storage.locations import location
 from storage.parquet_store import DatasetWriter, iter_batches, iter_row_range, read_manifest
 from storage.refs import BaseModelSpec, DatasetRef, TokenizerRef, TokensRef
@@ -28,13 +27,14 @@ from storage.settings import Settings
 from tasks.base_model import load_tokenizer
 from tasks.shards import Shard, worker_id, worker_logging
 from tasks.tokenize import (
-    CODE_VERSION,
     ENCODE_BATCH,
     TokenizeParams,
     _Packer,
     commit_blocks,
-    is_validation,
     prepare_tokenizer,
+    split_ids,
+    tokens_fingerprint,
+    tokens_meta,
 )
 
 log = logging.getLogger("draftflow.tokenize")
@@ -74,11 +74,7 @@ def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> Enc
         for batch in iter_row_range(shard.source, shard.start, shard.stop, columns=["doc_id", "text"],
                                     batch_size=ENCODE_BATCH):
             encodings = encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
-            ids: dict[bool, list[int]] = {False: [], True: []}
-            for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
-                target = ids[is_validation(doc_id, params.val_fraction)]
-                target.extend(enc.ids)
-                target.append(tok.eos_id)
+            ids = split_ids(batch, encodings, tok.eos_id, params.val_fraction)
             for split, writer in writers.items():
                 if ids[split]:
                     writer.write_table(pa.table({"ids": np.array(ids[split], dtype=dtype)}))
@@ -93,36 +89,11 @@ def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> Enc
                         worker=worker_id())
 
 
-class _StreamPacker(_Packer):
-    """tokenize's packer, fed numpy id arrays straight from the shard streams (no Python lists)."""
-
-    def add_array(self, ids: np.ndarray) -> None:
-        if not ids.size:
-            return
-        flat = np.concatenate([self.tail, ids.astype(self.dtype, copy=False)])
-        n_blocks = len(flat) // self.block_size
-        body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
-        if n_blocks:
-            column = pa.FixedSizeListArray.from_arrays(pa.array(body), self.block_size)
-            self.writer.write_table(pa.table({"input_ids": column}))
-            self.blocks += n_blocks
-            self.tokens += len(body)
-
-
-def _fingerprint(clean: DatasetRef, tok: TokenizerRef, params: TokenizeParams) -> str:
-    return fingerprint(clean.fingerprint, tok.tokenizer_id, params.model_dump(), CODE_VERSION)
-
-
-def _meta(tok: TokenizerRef, params: TokenizeParams) -> dict[str, str]:
-    return {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
-            "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
-
-
 def committed_tokens(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
                      params: TokenizeParams) -> TokensRef | None:
     """The token blocks already written when they are exactly what this run would write, else None."""
     out = settings.token_blocks_dir / tok.tokenizer_id
-    fp = _fingerprint(clean, tok, params)
+    fp = tokens_fingerprint(clean, tok, params)
     train, val = read_manifest(out / "train"), read_manifest(out / "val")
     if not train or not val or train.get("fingerprint") != fp or val.get("fingerprint") != fp:
         return None
@@ -138,18 +109,18 @@ def pack_shards(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard]
     """Concatenate the shard streams in corpus order, cut blocks, commit train/val as `tokenize_corpus` does."""
     started = time.perf_counter()
     out = settings.token_blocks_dir / tok.tokenizer_id
-    meta = _meta(tok, params)
+    meta = tokens_meta(tok, params)
     schema = tokens_schema(params.block_size, tok.vocab_size, meta)
     dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
-    fp = _fingerprint(clean, tok, params)
+    fp = tokens_fingerprint(clean, tok, params)
     ordered = sorted(shards, key=lambda s: s.index)
     with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
-        packers = {"train": _StreamPacker(train_w, params.block_size, dtype),
-                   "val": _StreamPacker(val_w, params.block_size, dtype)}
+        packers = {"train": _Packer(train_w, params.block_size, dtype),
+                   "val": _Packer(val_w, params.block_size, dtype)}
         for split, packer in packers.items():
             for shard in ordered:
                 for batch in iter_batches(location(shard.output) / split, batch_size=1 << 20):
-                    packer.add_array(batch.column(0).to_numpy())
+                    packer.add_batch(batch.column(0).to_numpy())
         ref = commit_blocks(clean, tok, params, settings, str(out), fp, meta, (train_w, packers["train"]),
                             (val_w, packers["val"]))
     log.info("packed %d tokens from %d shards into %d train + %d val blocks of %d (%.1f s)", ref.tokens,
