@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import fresh_settings
-from tasks.clean import CleanParams, clean_corpus
-from tasks.ingest import ingest_corpus
+from tasks.clean.params import CleanParams
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
 
 
 def main() -> None:

@@ -22,11 +22,16 @@ from storage.drafts import PromptRow
 from storage.parquet_store import iter_batches
 from storage.refs import BaseModelSpec
 from storage.runs import start_run
-from tasks.base_model import load_causal_lm, load_tokenizer
-from tasks.draft_checks import CheckParams, NgramIndex, check_draft
-from tasks.finetune import TrainParams, pick_device, train_model
-from tasks.generate import GenerationParams, generate_drafts
-from tasks.tokenize import TokenizeParams, prepare_tokenizer, tokenize_corpus
+from tasks.generate.params import GenerationParams
+from tasks.generate.stage import generate_drafts
+from tasks.models import load_causal_lm, load_tokenizer, pick_device
+from tasks.review.checks import NgramIndex, check_draft
+from tasks.review.params import CheckParams
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.params import TokenizeParams
+from tasks.tokenize.stage import tokenize_corpus
+from tasks.train.params import TrainParams
+from tasks.train.stage import train_model
 
 SAMPLING = {"temperature": 0.8, "top_p": 0.95}
 

@@ -22,7 +22,7 @@ CHILD = """
 import resource, sys, json
 from benchmarks.common import fresh_settings, prepared_corpus
 from storage.refs import BaseModelSpec
-from tasks.tokenize import TokenizeParams, prepare_tokenizer, tokenize_corpus
+from tasks.tokenize.stage import TokenizeParams, prepare_tokenizer, tokenize_corpus
 settings = fresh_settings("memory")
 raw, clean = prepared_corpus(settings, sys.argv[1:])
 params = TokenizeParams()
@@ -37,7 +37,7 @@ def write_repeated_corpus(folder: Path, copies: int, variant: str) -> Path:
     """The default corpus `copies` times, each copy changed a little, as JSONL files."""
     from benchmarks.common import fresh_settings
     from storage.parquet_store import iter_batches
-    from tasks.ingest import ingest_corpus
+    from tasks.ingest.stage import ingest_corpus
 
     settings = fresh_settings("memory-src")
     ingest_corpus(["python-stdlib-docs"], settings)

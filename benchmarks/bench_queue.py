@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from storage.db import Database, open_database
 from storage.drafts import DraftFilter, query_drafts, status_counts
 from storage.models import Draft, Prompt
-from tasks import editor
-from tests.queue_seed import seed_drafts
+from tasks.review import actions as editor
+from testkit.queue_seed import seed_drafts
 
 
 def percentiles(fn: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -101,7 +101,7 @@ def main() -> None:
         home = Path(tempfile.mkdtemp(prefix="draftflow-bench-queue-"))
         bench(open_database(f"sqlite:///{home / 'draftflow.db'}"), args.drafts, "sqlite")
     if args.backend in ("postgresql", "both"):
-        from tests.postgres_server import postgres_server
+        from testkit.postgres_server import postgres_server
 
         with postgres_server() as url:
             db = open_database(url)

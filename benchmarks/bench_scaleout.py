@@ -27,9 +27,12 @@ from flows.params import ScaleParams
 from storage.parquet_store import iter_batches, remove_tree
 from storage.refs import BaseModelSpec, DatasetRef
 from storage.settings import Settings
-from tasks.clean import CleanParams, clean_corpus
-from tasks.ingest import ingest_corpus
-from tasks.tokenize import TokenizeParams, prepare_tokenizer, tokenize_corpus
+from tasks.clean.params import CleanParams
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.params import TokenizeParams
+from tasks.tokenize.stage import tokenize_corpus
 
 RUNS = 3
 SCRATCH = BaseModelSpec(kind="scratch")

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from benchmarks.common import best_of, fresh_settings, prepared_corpus
 from storage.refs import BaseModelSpec
-from tasks.base_model import load_tokenizer
-from tasks.tokenize import TokenizeParams, prepare_tokenizer, tokenize_corpus
+from tasks.models import load_tokenizer
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.params import TokenizeParams
+from tasks.tokenize.stage import tokenize_corpus
 
 RUNS = 7
 BATCH = 512

@@ -14,9 +14,13 @@ import torch
 
 from benchmarks.common import fresh_settings, prepared_corpus
 from storage.refs import BaseModelSpec
-from tasks.finetune import build_model, pick_device, read_blocks
-from tasks.tokenize import TokenizeParams, prepare_tokenizer, tokenize_corpus
-from tasks.train_loop import TrainParams, make_optimizer, train_loop
+from tasks.models import pick_device
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.params import TokenizeParams
+from tasks.tokenize.stage import tokenize_corpus
+from tasks.train.loop import make_optimizer, train_loop
+from tasks.train.params import TrainParams
+from tasks.train.stage import build_model, read_blocks
 
 STEPS, WARMUP, ROUNDS = 30, 3, 3
 PARAMS = TrainParams(max_steps=STEPS, eval_interval=10**9, checkpoint_interval=10**9, log_interval=10**9,

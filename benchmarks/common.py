@@ -22,8 +22,8 @@ def fresh_settings(prefix: str) -> Settings:
 
 
 def prepared_corpus(settings: Settings, sources: list[str] | None = None) -> tuple[DatasetRef, DatasetRef]:
-    from tasks.clean import clean_corpus
-    from tasks.ingest import ingest_corpus
+    from tasks.clean.stage import clean_corpus
+    from tasks.ingest.stage import ingest_corpus
 
     raw = ingest_corpus(sources or ["python-stdlib-docs"], settings)
     return raw, clean_corpus(raw, settings)

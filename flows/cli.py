@@ -70,10 +70,10 @@ def run(
 ) -> None:
     """Run the whole nightly flow: ingest, clean, tokenize, fine-tune, generate, queue for review."""
     from flows.params import NightlyParams, ScaleParams
-    from tasks.finetune import TrainParams
-    from tasks.generate import GenerationParams
-    from tasks.prompts import load_prompts
-    from tasks.sources import SourceSpec
+    from tasks.generate.params import GenerationParams
+    from tasks.generate.prompts import load_prompts
+    from tasks.ingest.sources import SourceSpec
+    from tasks.train.params import TrainParams
 
     corpus = corpus or ["python-stdlib-docs"]
     for spec in corpus:  # fail on a bad path now, not minutes into the run
@@ -109,8 +109,8 @@ def ingest(
     separator: Annotated[str, typer.Option(help="Separator for --split separator.")] = "\n---\n",
 ) -> None:
     """Bring corpus/raw up to date: new and changed files are read, unchanged ones carried over."""
-    from tasks.ingest import ingest_corpus
-    from tasks.sources import IngestOptions
+    from tasks.ingest.params import IngestOptions
+    from tasks.ingest.stage import ingest_corpus
 
     # the shell passes "\n" literally: turn the two common escapes into characters
     separator = separator.replace("\\n", "\n").replace("\\t", "\t")
@@ -131,7 +131,8 @@ def clean(
 ) -> None:
     """Repair, filter (Gopher/C4/FineWeb), scrub PII and deduplicate corpus/raw into corpus/clean."""
     from storage.refs import dataset_ref
-    from tasks.clean import CleanParams, clean_corpus
+    from tasks.clean.params import CleanParams
+    from tasks.clean.stage import clean_corpus
 
     settings = _settings()
     params = _load_json_model(CleanParams, config) if config else CleanParams()
@@ -156,14 +157,14 @@ def tokenize(
 ) -> None:
     """Train (or reuse the base model's) tokenizer and pack corpus/clean into token blocks."""
     from storage.refs import dataset_ref
-    from tasks.base_model import resolve_base_model
-    from tasks.tokenize import TokenizeParams
-    from tasks.tokenize import tokenize as tokenize_task
+    from tasks.models import resolve_base_model
+    from tasks.tokenize.params import TokenizeParams
+    from tasks.tokenize.stage import prepare_and_tokenize
 
     settings = _settings()
     cleaned = dataset_ref(settings.clean_dir, "clean corpus", "run `draftflow clean` first")
     base = resolve_base_model(base_model, _db())
-    ref = tokenize_task.fn(cleaned, base, settings, TokenizeParams(vocab_size=vocab_size, block_size=block_size))
+    ref = prepare_and_tokenize(cleaned, base, settings, TokenizeParams(vocab_size=vocab_size, block_size=block_size))
     _print_stats("tokenize", ref.path, {"tokens": ref.tokens, "train_blocks": ref.train_blocks,
                                         "val_blocks": ref.val_blocks, "vocab_size": ref.tokenizer.vocab_size})
 
@@ -180,9 +181,10 @@ def finetune(
 ) -> None:
     """Train on the latest tokenized corpus and register a new model version (torchrun-ready)."""
     from storage.runs import finish_run, start_run
-    from tasks.base_model import resolve_base_model
-    from tasks.finetune import TrainParams, train_model
-    from tasks.tokenize import latest_tokens
+    from tasks.models import resolve_base_model
+    from tasks.tokenize.stage import latest_tokens
+    from tasks.train.params import TrainParams
+    from tasks.train.stage import train_model
 
     settings, db = _settings(), _db()
     tokens = latest_tokens(settings)
@@ -223,9 +225,10 @@ def generate(
     from storage.refs import ModelRef
     from storage.registry import get_model_version, latest_model_version
     from storage.runs import finish_run, start_run
-    from tasks.generate import GenerationParams, generate_drafts
-    from tasks.prompts import load_prompts, prompts_from_table
-    from tasks.review import corpus_index, queue_run
+    from tasks.generate.params import GenerationParams
+    from tasks.generate.prompts import load_prompts, prompts_from_table
+    from tasks.generate.stage import generate_drafts
+    from tasks.review.stage import corpus_index, queue_run
 
     db = _db()
     rows = prompts_from_table(db, category) if prompts_from_db else load_prompts(prompts)

@@ -34,7 +34,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """Drafts in queue order (oldest first)."""
-    from tasks.editor import listing
+    from tasks.review.actions import listing
 
     drafts = listing(_db(), status=status, run_id=run, limit=limit, offset=offset)
     if as_json:
@@ -53,7 +53,7 @@ def list_(
 @review_app.command()
 def show(draft_id: DraftId, as_json: JsonOpt = False) -> None:
     """One draft: prompt, text, checks and its whole history."""
-    from tasks.editor import show as show_draft
+    from tasks.review.actions import show as show_draft
 
     d = show_draft(_db(), draft_id)
     if as_json:
@@ -78,7 +78,7 @@ def show(draft_id: DraftId, as_json: JsonOpt = False) -> None:
 def approve(draft_id: DraftId, editor: EditorOpt,
             note: Annotated[str | None, typer.Option(help="Optional note.")] = None, as_json: JsonOpt = False) -> None:
     """Approve a pending (or in-review) draft."""
-    from tasks.editor import approve as approve_draft
+    from tasks.review.actions import approve as approve_draft
 
     _done(approve_draft(_db(), draft_id, editor, note), "approved", as_json)
 
@@ -89,7 +89,7 @@ def reject(draft_id: DraftId, editor: EditorOpt,
            note: Annotated[str | None, typer.Option(help="Optional free note.")] = None,
            as_json: JsonOpt = False) -> None:
     """Reject a pending (or in-review) draft with a reason."""
-    from tasks.editor import reject as reject_draft
+    from tasks.review.actions import reject as reject_draft
 
     _done(reject_draft(_db(), draft_id, editor, reason, note), "rejected", as_json)
 
@@ -102,7 +102,7 @@ def edit(draft_id: DraftId, editor: EditorOpt,
              help="Refuse the save if the draft changed since this version.")] = None,
          as_json: JsonOpt = False) -> None:
     """Replace a draft's text (the model's original text is kept)."""
-    from tasks.editor import edit as edit_draft
+    from tasks.review.actions import edit as edit_draft
 
     _done(edit_draft(_db(), draft_id, editor, _read_text(text_file), note, expected_version), "edited", as_json)
 
@@ -113,8 +113,8 @@ def claim(editor: EditorOpt,
           flagged: Annotated[bool, typer.Option("--flagged", help="Claim from the flagged queue.")] = False,
           as_json: JsonOpt = False) -> None:
     """Take the next draft (by priority, then age) with a lease; your live claim comes back first."""
-    from tasks.editor import claim as claim_draft
-    from tasks.editor import draft_to_dict
+    from tasks.review.actions import claim as claim_draft
+    from tasks.review.actions import draft_to_dict
 
     draft = claim_draft(_db(), editor, category=category, queue="flagged" if flagged else "pending")
     if draft is None:
@@ -156,7 +156,7 @@ def heartbeat(draft_id: DraftId, editor: EditorOpt, as_json: JsonOpt = False) ->
 def comment(draft_id: DraftId, editor: EditorOpt,
             text: Annotated[str, typer.Option("--text", "-t", help="The comment.")], as_json: JsonOpt = False) -> None:
     """Add a comment to a draft's history."""
-    from tasks.editor import comment as add_comment
+    from tasks.review.actions import comment as add_comment
 
     row = add_comment(_db(), draft_id, editor, text)
     if as_json:
@@ -169,7 +169,7 @@ def comment(draft_id: DraftId, editor: EditorOpt,
 @review_app.command()
 def history(draft_id: DraftId, as_json: JsonOpt = False) -> None:
     """Every event, comment and revision of a draft, oldest first."""
-    from tasks.editor import history as draft_history
+    from tasks.review.actions import history as draft_history
 
     items = draft_history(_db(), draft_id)
     if as_json:
@@ -187,7 +187,7 @@ def stats(run: Annotated[str | None, typer.Option(help="Only this night (run id)
           as_json: JsonOpt = False) -> None:
     """Queue metrics: states, editors' throughput and time per draft, approval rate, reasons, edit distance."""
     from storage.registry import get_model_version
-    from tasks.review_metrics import desk_metrics
+    from tasks.review.metrics import desk_metrics
 
     db = _db()
     version_id = get_model_version(db, model_version).id if model_version else None
@@ -224,7 +224,7 @@ def export(out: Annotated[Path, typer.Option("--out", "-o", help="File to write.
            preferences: Annotated[bool, typer.Option(
                "--preferences", help="Write (prompt, chosen, rejected) preference pairs instead.")] = False) -> None:
     """Export drafts with their provenance, or preference pairs, as Parquet or JSONL."""
-    from tasks.review_export import export_drafts
+    from tasks.review.export import export_drafts
 
     rows = export_drafts(_db(), out, fmt=fmt, status=status, kind="preferences" if preferences else "drafts")
     console.out.print(f"wrote {rows} {'preference pairs' if preferences else f'{status} drafts'} to {out}")
@@ -319,7 +319,7 @@ def _read_text(path: Path) -> str:
 
 
 def _done(draft: Draft, verb: str, as_json: bool) -> None:
-    from tasks.editor import draft_to_dict
+    from tasks.review.actions import draft_to_dict
 
     if as_json:
         console.print_json(draft_to_dict(draft))

@@ -12,13 +12,14 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from flows.prefect_tasks import fine_tune
 from storage.db import open_database
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
-from tasks.base_model import resolve_base_model
-from tasks.finetune import TrainParams, fine_tune
-from tasks.tokenize import latest_tokens
+from tasks.models import resolve_base_model
+from tasks.tokenize.stage import latest_tokens
+from tasks.train.params import TrainParams
 
 
 class FinetuneParams(BaseModel):

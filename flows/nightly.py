@@ -14,22 +14,16 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.caching import still_on_disk
 from flows.params import NightlyParams, RunSummary, ScaleParams
+from flows.prefect_tasks import clean, editor_feedback, fine_tune, generate, ingest, sweep_leases, tokenize
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
 from storage.errors import DraftflowError
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
-from tasks.base_model import resolve_base_model
-from tasks.caching import still_on_disk
-from tasks.clean import clean
-from tasks.feedback import editor_feedback
-from tasks.finetune import fine_tune
-from tasks.generate import generate
-from tasks.ingest import ingest
-from tasks.review import sweep_leases
-from tasks.tokenize import tokenize
+from tasks.models import resolve_base_model
 
 T = TypeVar("T")
 

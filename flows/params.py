@@ -6,12 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.clean import CleanParams
-from tasks.draft_checks import CheckParams
-from tasks.finetune import TrainParams
-from tasks.generate import GenerationParams
-from tasks.sources import IngestOptions
-from tasks.tokenize import TokenizeParams
+from tasks.clean.params import CleanParams
+from tasks.generate.params import GenerationParams
+from tasks.ingest.params import IngestOptions
+from tasks.review.params import CheckParams
+from tasks.tokenize.params import TokenizeParams
+from tasks.train.params import TrainParams
 
 DEFAULT_CORPUS = "python-stdlib-docs"
 

@@ -26,20 +26,32 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.futures import PrefectFuture, as_completed
 
+from flows.artifacts import PrefectProgress
 from flows.params import ScaleParams
+from flows.prefect_tasks import (
+    build_index_task,
+    check_range_task,
+    clean,
+    clean_shard_task,
+    encode_shard_task,
+    merge_clean_task,
+    pack_task,
+    queue_for_review,
+    tokenize,
+    tokenizer_task,
+)
 from storage.db import open_database
 from storage.parquet_store import count_rows, remove_tree, require_dataset
 from storage.refs import BaseModelSpec, DatasetRef, TokensRef
 from storage.settings import Settings
-from tasks.check_shards import build_index_task, check_range_task, merge_ranges, plan_ranges
-from tasks.clean import CleanParams, clean
-from tasks.clean_shards import clean_shard_task, committed_clean, merge_clean_task
-from tasks.draft_checks import CheckParams
-from tasks.progress import PrefectProgress
-from tasks.review import QueueResult, queue_for_review
+from tasks.clean.params import CleanParams
+from tasks.clean.shards import committed_clean
+from tasks.review.params import CheckParams
+from tasks.review.shards import merge_ranges, plan_ranges
+from tasks.review.stage import QueueResult
 from tasks.shards import new_scratch, plan
-from tasks.tokenize import TokenizeParams, tokenize
-from tasks.tokenize_shards import committed_tokens, encode_shard_task, pack_task, tokenizer_task
+from tasks.tokenize.params import TokenizeParams
+from tasks.tokenize.stage import committed_tokens
 
 log = logging.getLogger("draftflow.scaleout")
 

@@ -19,17 +19,17 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows.params import DEFAULT_CORPUS
+from flows.prefect_tasks import clean, generate, ingest, queue_for_review, sweep_leases, tokenize
 from storage.db import open_database
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
-from tasks.base_model import resolve_base_model
-from tasks.clean import CleanParams, clean
-from tasks.draft_checks import CheckParams
-from tasks.generate import GenerationParams, generate
-from tasks.ingest import IngestOptions, ingest
-from tasks.review import queue_for_review, sweep_leases
-from tasks.tokenize import TokenizeParams, tokenize
+from tasks.clean.params import CleanParams
+from tasks.generate.params import GenerationParams
+from tasks.ingest.params import IngestOptions
+from tasks.models import resolve_base_model
+from tasks.review.params import CheckParams
+from tasks.tokenize.params import TokenizeParams
 
 HomeField = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
 
@@ -98,8 +98,8 @@ def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
 @flow(name="draftflow-review-maintenance",
       description="Return expired leases, export approved drafts for training, publish desk metrics.")
 def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str, Any]:
-    from tasks.feedback import editor_feedback
-    from tasks.review_metrics import desk_metrics
+    from flows.prefect_tasks import editor_feedback
+    from tasks.review.metrics import desk_metrics
 
     params = params or MaintenanceParams()
     settings = Settings.from_env(params.home)

@@ -1,4 +1,4 @@
-"""The draft checks' scores (tasks.draft_checks) as rows for the review screen.
+"""The draft checks' scores (tasks.review.checks) as rows for the review screen.
 
 Scores are whatever the checks stored: a draft queued without a corpus index has no originality
 scores, so every row is optional.

@@ -14,11 +14,14 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def code_version(*module_files: str | Path) -> str:
-    """Hash of the source files that implement a stage: editing the code changes the key."""
+def code_version(*sources: str | Path) -> str:
+    """Hash of the source files that implement a stage (a folder: every `.py` in it, recursively):
+    editing the code changes the key."""
     digest = hashlib.sha256()
-    for path in module_files:
-        digest.update(Path(path).read_bytes())
+    for source in map(Path, sources):
+        for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
+            digest.update(path.relative_to(source.parent).as_posix().encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 ORM models of the drafts database (DESIGN.md §3).
+"""SQLAlchemy 2 ORM models of the drafts database.
 
 The tables are created and changed by Alembic migrations (storage/migrations), never by
 `create_all`: the models describe the schema, the migrations own it.

@@ -5,7 +5,7 @@ draft by priority, then age) AND status = <queue> RETURNING id`. On PostgreSQL t
 `FOR UPDATE SKIP LOCKED`, so concurrent claims take different drafts instead of queueing on one;
 on SQLite writes are serialised by BEGIN IMMEDIATE. Either way no draft goes to two editors.
 Expired leases are swept back in their own statement: folded into the claim with an OR, the
-pick stops using the index (0.2 ms became 130 ms at 100k drafts, DESIGN.md §5b).
+pick stops using the index (0.2 ms became 130 ms at 100k drafts).
 """
 
 from __future__ import annotations

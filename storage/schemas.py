@@ -1,4 +1,4 @@
-"""Explicit pyarrow schemas of every Parquet dataset draftflow writes (DESIGN.md §3)."""
+"""Explicit pyarrow schemas of every Parquet dataset draftflow writes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _DOC_FIELDS = [
 
 RAW_SCHEMA = pa.schema(_DOC_FIELDS, metadata={"draftflow.dataset": "raw"})
 
-# Scores are kept as columns so thresholds can be retuned without re-scoring (tasks/quality.py).
+# Scores are kept as columns so thresholds can be retuned without re-scoring (tasks/clean/quality.py).
 INT_SCORES = ("n_chars", "n_words", "n_lines", "stop_words", "pii_email", "pii_phone", "pii_ip")
 FLOAT_SCORES = (
     "mean_word_length", "symbol_word_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio",

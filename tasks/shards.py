@@ -1,7 +1,7 @@
 """Shards: a stage's input cut into contiguous ranges that separate processes work on, merged back in order.
 
 A shard is a reference (which dataset, which rows, where to write), never the rows themselves: Prefect
-and Dask carry a few hundred bytes per shard to a worker (DESIGN §3). Shard outputs are scratch
+and Dask carry a few hundred bytes per shard to a worker. Shard outputs are scratch
 datasets under `Settings.shards_dir`, beside the corpus so that workers of a remote cluster reach
 them too; the merge step reads them in shard order and commits the stage's real outputs.
 """

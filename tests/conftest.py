@@ -95,10 +95,11 @@ def prompts_file(tmp_path: Path) -> Path:
 def tiny_model(settings: Settings, db: Database, corpus_dir: Path):  # type: ignore[no-untyped-def]
     """A real (tiny) model trained on the test corpus and registered as v0001."""
     from storage.refs import BaseModelSpec
-    from tasks.clean import clean_corpus
-    from tasks.finetune import train_model
-    from tasks.ingest import ingest_corpus
-    from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+    from tasks.clean.stage import clean_corpus
+    from tasks.ingest.stage import ingest_corpus
+    from tasks.tokenize.bpe import prepare_tokenizer
+    from tasks.tokenize.stage import tokenize_corpus
+    from tasks.train.stage import train_model
     from tests.tiny import TOKENIZE, TRAIN
 
     scratch = BaseModelSpec(kind="scratch")
@@ -118,8 +119,8 @@ def prefect_harness() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server for the whole session (tests/postgres_server.py)."""
-    from tests.postgres_server import postgres_server
+    """A real PostgreSQL server for the whole session (testkit/postgres_server.py)."""
+    from testkit.postgres_server import postgres_server
 
     with postgres_server() as url:
         yield url

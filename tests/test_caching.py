@@ -10,11 +10,11 @@ import pytest
 from prefect import flow
 
 from flows.nightly import _cached
+from flows.prefect_tasks import clean, ingest, tokenize
 from storage.refs import BaseModelSpec
 from storage.settings import Settings
-from tasks.clean import CleanParams, clean
-from tasks.ingest import IngestOptions, ingest
-from tasks.tokenize import tokenize
+from tasks.clean.params import CleanParams
+from tasks.ingest.params import IngestOptions
 from tests.tiny import TOKENIZE
 
 

@@ -9,12 +9,14 @@ import pytest
 from storage.errors import DraftflowError
 from storage.parquet_store import iter_batches, read_manifest
 from storage.settings import Settings
-from tasks.clean import CleanParams, clean_corpus, normalize_text
-from tasks.dedup import NearDeduper
-from tasks.ingest import ingest_corpus
-from tasks.language import identify
-from tasks.pii import scrub_pii
-from tasks.quality import QualityThresholds, first_failure, score_document, short_form
+from tasks.clean.dedup import NearDeduper
+from tasks.clean.language import identify
+from tasks.clean.params import CleanParams, QualityThresholds, short_form
+from tasks.clean.pii import scrub_pii
+from tasks.clean.quality import first_failure, score_document
+from tasks.clean.stage import clean_corpus
+from tasks.clean.steps import normalize_text
+from tasks.ingest.stage import ingest_corpus
 
 GOOD = ("The library keeps a small cache of compiled patterns, so that a program which uses the same "
         "expression many times does not pay for compiling it again. Each entry is created on first use and "

@@ -13,10 +13,11 @@ from storage.parquet_store import iter_batches
 from storage.refs import DatasetRef, ModelRef
 from storage.runs import start_run
 from storage.settings import Settings
-from tasks.clean import clean_corpus
-from tasks.draft_checks import CheckParams, NgramIndex, check_draft, repetition, words_of
-from tasks.ingest import ingest_corpus
-from tasks.review import corpus_index, queue_run
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
+from tasks.review.checks import NgramIndex, check_draft, repetition, words_of
+from tasks.review.params import CheckParams
+from tasks.review.stage import corpus_index, queue_run
 
 ORIGINAL = ("Editors approve drafts that read well and reject the ones that do not, and the next night "
             "learns from both of those decisions without anyone copying a corpus sentence.")

@@ -14,12 +14,14 @@ from storage.errors import DraftflowError
 from storage.refs import BaseModelSpec, TokensRef
 from storage.registry import latest_model_version
 from storage.settings import Settings
-from tasks.base_model import load_tokenizer, resolve_base_model, tokenizer_id_of
-from tasks.clean import clean_corpus
-from tasks.finetune import TrainParams, train_model
-from tasks.ingest import ingest_corpus
-from tasks.tokenize import prepare_tokenizer, tokenize_corpus
-from tasks.train_loop import lr_at
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
+from tasks.models import load_tokenizer, resolve_base_model, tokenizer_id_of
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.stage import tokenize_corpus
+from tasks.train.loop import lr_at
+from tasks.train.params import TrainParams
+from tasks.train.stage import train_model
 from tests.tiny import TOKENIZE, TRAIN
 
 

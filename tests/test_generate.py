@@ -13,10 +13,11 @@ from storage.errors import DraftflowError
 from storage.models import Draft, ReviewEvent
 from storage.refs import ModelRef
 from storage.runs import start_run
-from tasks.finetune import pick_device
-from tasks.generate import GenerationParams, generate_drafts
-from tasks.prompts import default_prompts_path, load_prompts
-from tasks.review import queue_run
+from tasks.generate.params import GenerationParams
+from tasks.generate.prompts import default_prompts_path, load_prompts
+from tasks.generate.stage import generate_drafts
+from tasks.models import pick_device
+from tasks.review.stage import queue_run
 
 
 def drafts(db: Database, run_id: str) -> list[Draft]:
@@ -171,7 +172,7 @@ def test_a_draft_regenerates_from_its_recorded_seed_alone(db: Database, tiny_mod
 
 
 def test_a_stored_draft_regenerates_from_its_record(db: Database, tiny_model: ModelRef, prompts_file: Path) -> None:
-    from tasks.generate import regenerate_draft
+    from tasks.generate.stage import regenerate_draft
 
     params = GenerationParams(samples_per_prompt=2, max_new_tokens=12, min_new_tokens=6, temperature=1.1,
                               top_k=50, repetition_penalty=1.3, template="Topic {category}: {text}")
@@ -190,7 +191,7 @@ def test_prompts_from_csv_parquet_and_the_prompts_table(db: Database, tmp_path: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.prompts import prompts_from_table
+    from tasks.generate.prompts import prompts_from_table
 
     csv_file = tmp_path / "seeds.csv"
     csv_file.write_text("id,text,category,temperature\n1,First seed,news,0.5\n2,Second seed,,\n")

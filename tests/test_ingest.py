@@ -13,8 +13,8 @@ import pytest
 from storage.errors import DraftflowError
 from storage.parquet_store import iter_batches, read_manifest
 from storage.settings import Settings
-from tasks.ingest import ingest_corpus
-from tasks.stdlib_docs import iter_stdlib_docs
+from tasks.ingest.stage import ingest_corpus
+from tasks.ingest.stdlib_docs import iter_stdlib_docs
 
 
 def rows(directory: Path) -> list[dict]:
@@ -123,7 +123,7 @@ def test_rst_html_json_csv_and_gzip(settings: Settings, tmp_path: Path) -> None:
         f.write("# Compressed\n\nNotes inside a gzip file.\n")
     with gzip.open(src / "lines.jsonl.gz", "wt") as f:
         f.write(json.dumps({"body": "a compressed JSON line"}) + "\n")
-    from tasks.sources import IngestOptions
+    from tasks.ingest.params import IngestOptions
 
     ingest_corpus([str(src)], settings, IngestOptions(text_field="body"))
     docs = {d["uri"].split("/")[-1]: d for d in rows(settings.raw_dir)}
@@ -140,7 +140,7 @@ def test_rst_html_json_csv_and_gzip(settings: Settings, tmp_path: Path) -> None:
 
 
 def test_long_files_split_by_headings_or_separator(settings: Settings, tmp_path: Path) -> None:
-    from tasks.sources import IngestOptions
+    from tasks.ingest.params import IngestOptions
 
     book = tmp_path / "book.md"
     book.write_text("Preface text.\n\n# One\n\nFirst chapter.\n\n## Two\n\nSecond chapter.\n")
@@ -156,7 +156,7 @@ def test_long_files_split_by_headings_or_separator(settings: Settings, tmp_path:
 
 
 def test_include_and_exclude_globs(settings: Settings, corpus_dir: Path) -> None:
-    from tasks.sources import IngestOptions
+    from tasks.ingest.params import IngestOptions
 
     ingest_corpus([str(corpus_dir)], settings, IngestOptions(include=["*.md", "notes/*"], exclude=["note1*"]))
     files = {Path(d["file"]).name for d in rows(settings.raw_dir)}

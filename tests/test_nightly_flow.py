@@ -17,7 +17,7 @@ from storage.errors import DraftflowError
 from storage.models import Draft, ModelVersion, Run, utcnow
 from storage.parquet_store import count_rows
 from storage.settings import Settings
-from tasks.clean import STEPS as CLEAN_STEPS
+from tasks.clean.steps import STEPS as CLEAN_STEPS
 from tests.tiny import GENERATE, nightly_params
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         assert "perplexity" in str(by_key("fine-tune-metrics")[0].data)
 
     # Editors work between the nights: one draft edited and approved, one claim left to expire.
-    from tasks import editor
+    from tasks.review import actions as editor
 
     approved, abandoned = (editor.claim(db, name).id for name in ("ann", "bob"))
     editor.edit(db, approved, "ann", "An editor's own sentence about the module returning a value for each key.")
@@ -145,9 +145,10 @@ def test_finetune_runs_as_its_own_flow(prefect_harness: None, settings: Settings
                                        prompts_file: Path) -> None:
     from flows.finetune_flow import FinetuneParams, finetune_flow
     from storage.refs import BaseModelSpec
-    from tasks.clean import clean_corpus
-    from tasks.ingest import ingest_corpus
-    from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+    from tasks.clean.stage import clean_corpus
+    from tasks.ingest.stage import ingest_corpus
+    from tasks.tokenize.bpe import prepare_tokenizer
+    from tasks.tokenize.stage import tokenize_corpus
     from tests.tiny import TOKENIZE, TRAIN
 
     cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)

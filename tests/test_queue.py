@@ -16,8 +16,8 @@ from storage.errors import ConflictError, DraftflowError, TransitionError
 from storage.models import Draft, DraftRevision, DraftStatus, ReviewEvent, utcnow
 from storage.queue import claim as claim_with
 from storage.queue import heartbeat, release, sweep_expired
-from tasks import editor
-from tests.queue_seed import seed_drafts
+from tasks.review import actions as editor
+from testkit.queue_seed import seed_drafts
 
 
 def status_of(db: Database, draft_id: int) -> str:

@@ -12,9 +12,10 @@ from storage.db import Database
 from storage.models import Draft, ReviewEvent
 from storage.refs import ModelRef
 from storage.runs import start_run
-from tasks.generate import GenerationParams, generate_drafts
-from tasks.prompts import load_prompts
-from tasks.review import queue_run
+from tasks.generate.params import GenerationParams
+from tasks.generate.prompts import load_prompts
+from tasks.generate.stage import generate_drafts
+from tasks.review.stage import queue_run
 from tests.cli_helpers import run_cli
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from storage.accounts import authenticate
 from storage.db import Database
+from testkit.queue_seed import seed_drafts
 from tests.cli_helpers import run_cli
-from tests.queue_seed import seed_drafts
 
 
 def as_json(capsys: pytest.CaptureFixture[str], *args: str):  # type: ignore[no-untyped-def]

@@ -12,12 +12,12 @@ import pytest
 from storage.db import Database
 from storage.parquet_store import iter_batches
 from storage.settings import Settings
-from tasks import editor
-from tasks.feedback import write_editor_source
-from tasks.ingest import ingest_corpus
-from tasks.review_export import export_drafts
-from tasks.review_metrics import desk_metrics
-from tests.queue_seed import seed_drafts
+from tasks.ingest.stage import ingest_corpus
+from tasks.review import actions as editor
+from tasks.review.export import export_drafts
+from tasks.review.feedback import write_editor_source
+from tasks.review.metrics import desk_metrics
+from testkit.queue_seed import seed_drafts
 
 
 def _decide(db: Database, ids: list[int]) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tasks.sampling import SampleSettings, _draw_nucleus, _top_k
+from tasks.generate.params import SampleSettings
+from tasks.generate.sampling import _draw_nucleus, _top_k
 
 PROBS = torch.tensor([0.30, 0.25, 0.15, 0.10, 0.08, 0.05, 0.04, 0.03])
 

@@ -40,15 +40,17 @@ from storage.parquet_store import (
 from storage.refs import BaseModelSpec, DatasetRef, TokensRef
 from storage.schemas import RAW_SCHEMA
 from storage.settings import CORPUS_URL_ENV, HOME_ENV, TOKENS_URL_ENV, Settings
-from tasks.clean import CleanParams, clean_corpus
-from tasks.draft_checks import CheckParams
-from tasks.finetune import read_blocks
-from tasks.ingest import ingest_corpus
-from tasks.review import corpus_index, queue_run
+from tasks.clean.params import CleanParams
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
+from tasks.review.params import CheckParams
+from tasks.review.stage import corpus_index, queue_run
 from tasks.shards import row_ranges
-from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.stage import tokenize_corpus
+from tasks.train.stage import read_blocks
+from testkit.queue_seed import seed_drafts
 from tests.conftest import paragraph, write_corpus
-from tests.queue_seed import seed_drafts
 from tests.tiny import TOKENIZE
 
 SCHEMA = pa.schema([pa.field("doc_id", pa.string(), nullable=False), pa.field("n", pa.int32())])

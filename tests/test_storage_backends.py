@@ -19,9 +19,9 @@ from storage.drafts import (
 )
 from storage.models import ModelVersion
 from storage.runs import start_run
-from tasks import editor
-from tasks.review_export import export_drafts
-from tasks.review_metrics import desk_metrics
+from tasks.review import actions as editor
+from tasks.review.export import export_drafts
+from tasks.review.metrics import desk_metrics
 
 
 def _drafts(db: Database) -> list[int]:

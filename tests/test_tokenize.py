@@ -11,10 +11,13 @@ from storage.errors import DraftflowError
 from storage.parquet_store import schema_metadata
 from storage.refs import BaseModelSpec
 from storage.settings import Settings
-from tasks.clean import clean_corpus
-from tasks.finetune import read_blocks
-from tasks.ingest import ingest_corpus
-from tasks.tokenize import TokenizeParams, is_validation, latest_tokens, prepare_tokenizer, tokenize_corpus
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.packing import is_validation
+from tasks.tokenize.params import TokenizeParams
+from tasks.tokenize.stage import latest_tokens, tokenize_corpus
+from tasks.train.stage import read_blocks
 from tests.tiny import TOKENIZE
 
 

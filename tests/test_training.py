@@ -16,11 +16,12 @@ from storage.db import Database
 from storage.refs import BaseModelSpec, TokensRef
 from storage.registry import ModelInfo, latest_model_version
 from storage.settings import Settings
-from tasks.clean import clean_corpus
-from tasks.finetune import train_model
-from tasks.ingest import ingest_corpus
-from tasks.promotion import decide_promotion
-from tasks.tokenize import prepare_tokenizer, tokenize_corpus
+from tasks.clean.stage import clean_corpus
+from tasks.ingest.stage import ingest_corpus
+from tasks.tokenize.bpe import prepare_tokenizer
+from tasks.tokenize.stage import tokenize_corpus
+from tasks.train.promotion import decide_promotion
+from tasks.train.stage import train_model
 from tests.cli_helpers import run_cli
 from tests.tiny import TOKENIZE, TRAIN
 

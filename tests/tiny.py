@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flows.params import NightlyParams
-from tasks.clean import CleanParams
-from tasks.finetune import TrainParams
-from tasks.generate import GenerationParams
-from tasks.tokenize import TokenizeParams
+from tasks.clean.params import CleanParams
+from tasks.generate.params import GenerationParams
+from tasks.tokenize.params import TokenizeParams
+from tasks.train.params import TrainParams
 
 TOKENIZE = TokenizeParams(vocab_size=320, block_size=32, val_fraction=0.2, min_frequency=1)
 TRAIN = TrainParams(n_layer=1, n_embd=32, n_head=2, batch_size=4, max_steps=6, warmup_steps=2,

@@ -24,7 +24,7 @@ from storage.drafts import categories, get_draft
 from storage.errors import ConflictError, DraftflowError, NotFoundError, TransitionError
 from storage.models import DraftStatus, utcnow
 from storage.queue import QUEUES, heartbeat, release, sweep_expired
-from tasks import editor as actions
+from tasks.review import actions
 
 router = APIRouter()
 

@@ -26,7 +26,7 @@ KINDS = ("drafts", "preferences")
 
 @router.get("/metrics")
 def metrics_page(request: Request, account: SignedIn, db: Db) -> Response:
-    from tasks.review_metrics import desk_metrics  # pulls rapidfuzz: loaded when the page is first opened
+    from tasks.review.metrics import desk_metrics  # pulls rapidfuzz: loaded when the page is first opened
 
     night = request.query_params.get("night") or None
     version = parse_int(request.query_params.get("model"), "model version")
@@ -45,7 +45,7 @@ def export_page(request: Request, account: SignedIn) -> Response:
 def export(request: Request, account: SignedIn, db: Db, fmt: Annotated[str, Form()] = "parquet",
            kind: Annotated[str, Form()] = "drafts", status: Annotated[str, Form()] = "approved") -> Response:
     """Write the export to a temporary folder, send it, and delete it once sent."""
-    from tasks.review_export import export_drafts  # pulls pyarrow: loaded on first export
+    from tasks.review.export import export_drafts  # pulls pyarrow: loaded on first export
 
     if fmt not in FORMATS:
         raise DraftflowError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")

@@ -1,0 +1,65 @@
+"""What the Prefect UI shows of a stage: progress artifacts while it runs, tables and markdown after."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from storage.refs import ModelRef
+
+
+class PrefectProgress:
+    """A stage's `progress(done, total, message)` as a progress artifact, updated at most every `interval_s`."""
+
+    def __init__(self, key: str, description: str, interval_s: float = 2.0) -> None:
+        self.key, self.description, self.interval_s = key, description, interval_s
+        self._artifact: UUID | None = None
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        percent = min(100.0, 100.0 * done / total) if total else 100.0
+        if self._artifact is None:
+            self._artifact = create_progress_artifact(percent, key=self.key, description=self.description)
+        elif now - self._last >= self.interval_s or done >= total:
+            update_progress_artifact(self._artifact, percent, description=f"{self.description}: {message}")
+        else:
+            return
+        self._last = now
+
+
+def publish_clean_steps(report: list[dict[str, Any]], sharded: bool = False) -> None:
+    """The per-step table of a clean run: documents, MB, seconds and drops."""
+    note = " (seconds summed over the shards)" if sharded else ""
+    create_table_artifact(report, key="clean-steps",
+                          description=f"Cleaning: documents, MB, seconds and drops per step{note}")
+
+
+def publish_training_artifacts(ref: ModelRef) -> None:
+    """A markdown artifact with the loss curve (embedded) and a table of the metrics."""
+    png = Path(ref.path) / "loss_curve.png"
+    image = base64.b64encode(png.read_bytes()).decode() if png.is_file() else ""
+    create_markdown_artifact(
+        f"# Model version {ref.name}\n\n![loss curve](data:image/png;base64,{image})\n\n"
+        f"Saved at `{ref.path}` (loss_curve.png, tensorboard/ beside the weights).\n\n{ref.promotion}",
+        key="fine-tune-loss-curve", description=f"Loss curve of {ref.name}")
+    metrics = json.loads((Path(ref.path) / "metrics.json").read_text())
+    create_table_artifact([{"metric": k, "value": v} for k, v in metrics.items() if k != "history"],
+                          key="fine-tune-metrics", description=f"Training metrics of {ref.name}")
+
+
+def publish_generate_samples(samples: list[dict[str, Any]], tokens_per_second: float, drafts: int) -> None:
+    throughput = {"prompt": "(throughput)", "draft": f"{tokens_per_second:.0f} new tokens/s, {drafts} drafts"}
+    create_table_artifact([*samples, throughput], key="generate-samples",
+                          description="Sample drafts and generation throughput")

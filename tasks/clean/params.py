@@ -1,0 +1,80 @@
+"""The clean stage's parameters: which steps run, and each source's quality thresholds."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class QualityThresholds(BaseModel):
+    """One source's thresholds; defaults are the published web-text values. None turns a rule off."""
+
+    # Gopher quality
+    min_words: int | None = Field(50, description="Gopher: minimum words (symbols not counted).")
+    max_words: int | None = Field(100_000, description="Gopher: maximum words.")
+    min_mean_word_length: float | None = Field(3.0, description="Gopher: minimum mean word length.")
+    max_mean_word_length: float | None = Field(10.0, description="Gopher: maximum mean word length.")
+    max_symbol_word_ratio: float | None = Field(0.1, description="Gopher: (# and ellipses) per word.")
+    max_bullet_lines_ratio: float | None = Field(0.9, description="Gopher: share of lines starting with a bullet.")
+    max_ellipsis_lines_ratio: float | None = Field(0.3, description="Gopher: share of lines ending with an ellipsis.")
+    min_alpha_words_ratio: float | None = Field(0.8, description="Gopher: share of words with a letter.")
+    min_stop_words: int | None = Field(2, description="Gopher: minimum English stop words (the, of, and, ...).")
+    # Gopher repetition
+    max_dup_line_ratio: float | None = Field(0.3, description="Share of lines that repeat an earlier line.")
+    max_dup_para_ratio: float | None = Field(0.3, description="Share of paragraphs that repeat one.")
+    max_dup_line_char_ratio: float | None = Field(0.2, description="Share of characters in repeated lines.")
+    max_dup_para_char_ratio: float | None = Field(0.2, description="Share of characters in repeated paragraphs.")
+    max_top_ngram_ratios: list[float | None] = Field(
+        default_factory=lambda: [0.20, 0.18, 0.16],
+        description="Share of characters in the most frequent 2-, 3-, 4-gram.")
+    max_dup_ngram_ratios: list[float | None] = Field(
+        default_factory=lambda: [0.15, 0.14, 0.13, 0.12, 0.11, 0.10],
+        description="Share of characters in repeated 5- to 10-grams.")
+    # C4
+    drop_lorem_ipsum: bool = Field(True, description="C4: drop placeholder text.")
+    drop_curly_braces: bool = Field(False, description="C4: drop documents with '{' (off: code samples use them).")
+    min_sentences: int | None = Field(None, description="C4: minimum sentences.")
+    # FineWeb
+    min_line_punct_ratio: float | None = Field(0.12, description="FineWeb: share of lines ending in punctuation.")
+    max_short_line_ratio: float | None = Field(0.67, description="FineWeb: share of lines under 30 characters.")
+    max_char_dup_ratio: float | None = Field(0.01, description="FineWeb: share of characters in duplicated lines.")
+    max_newline_ratio: float | None = Field(0.3, description="FineWeb: newlines per word (list-like pages).")
+    # language
+    allowed_languages: list[str] = Field(default_factory=lambda: ["en"],
+                                         description="ISO 639-1 codes to keep; empty keeps every language.")
+    min_language_score: float = Field(0.0, ge=0, le=1, description="Minimum language-ID probability.")
+
+
+class SourceThresholds(QualityThresholds):
+    """Thresholds for the documents of one source (matched by source name)."""
+
+    source: str = Field(..., description="Source name, e.g. 'python-stdlib-docs' or the NAME of NAME=PATH.")
+
+
+def short_form(source: str) -> SourceThresholds:
+    """For short technical texts (docstrings, product blurbs): web thresholds would wipe them out."""
+    return SourceThresholds(
+        source=source, min_words=5, min_mean_word_length=2.0, max_mean_word_length=15.0,
+        max_symbol_word_ratio=0.5, min_alpha_words_ratio=0.5, min_stop_words=None,
+        max_dup_line_char_ratio=0.3, min_line_punct_ratio=None, max_short_line_ratio=None,
+        max_char_dup_ratio=None, max_newline_ratio=None, max_top_ngram_ratios=[0.35, 0.30, 0.25],
+        max_dup_ngram_ratios=[0.25, 0.24, 0.23, 0.22, 0.21, 0.20], allowed_languages=[])
+
+
+class CleanParams(BaseModel):
+    """Cleaning steps and thresholds; `per_source` overrides the defaults for named sources."""
+
+    thresholds: QualityThresholds = Field(default_factory=QualityThresholds,
+                                          description="Thresholds for sources not listed below (web-text values).")
+    per_source: list[SourceThresholds] = Field(
+        default_factory=lambda: [short_form("python-stdlib-docs")],
+        description="Per-source thresholds; short-form sources must not get web thresholds.")
+    fix_unicode: bool = Field(True, description="Repair mojibake with ftfy (conservative settings).")
+    scrub_pii: bool = Field(True, description="Replace e-mails, phone numbers and public IPs with placeholders.")
+    dedup_exact: bool = Field(True, description="Drop exact duplicates (normalized text).")
+    dedup_near: bool = Field(True, description="Drop near duplicates (MinHash LSH, confirmed by Jaccard).")
+    near_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word 5-grams.")
+    num_perm: int = Field(112, ge=16, le=1024, description="MinHash permutations.")
+    shingle_words: int = Field(5, ge=1, le=32, description="Words per shingle.")
+
+    def for_source(self, source: str) -> QualityThresholds:
+        return next((t for t in self.per_source if t.source == source), self.thresholds)

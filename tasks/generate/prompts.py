@@ -1,0 +1,131 @@
+"""Prompts: plain lines (`#` comments skipped), JSONL, CSV or Parquet files, or the `prompts` table.
+
+Structured files carry `text`, optional `id` and `category`, and optional per-prompt sampling
+overrides (`temperature`, `top_p`, `top_k`, `repetition_penalty`, `max_new_tokens`, `stop`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from storage.db import Database
+from storage.drafts import PromptRow
+from storage.errors import DraftflowError
+from storage.fingerprint import text_hash
+
+
+def default_prompts_path() -> Path:
+    return Path(str(resources.files("tasks.generate") / "data" / "default_prompts.jsonl"))
+
+
+def load_prompts(path: str | Path | None = None) -> list[PromptRow]:
+    """Read a prompts file; any malformed line is a user error naming the file and line."""
+    file = Path(path).expanduser() if path else default_prompts_path()
+    if not file.is_file():
+        raise DraftflowError(f"prompts file '{file}' does not exist")
+    try:
+        content = "" if file.suffix == ".parquet" else file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DraftflowError(f"prompts file '{file}' is not UTF-8 text (byte {exc.start})") from None
+    source = file.stem
+    if file.suffix == ".jsonl":
+        rows = _jsonl_prompts(file, content, source)
+    elif file.suffix in (".csv", ".parquet"):
+        rows = [_structured_prompt(file, f"row {i}", obj, i, source) for i, obj in enumerate(_table_rows(file))]
+    else:
+        rows = _line_prompts(content, source)
+    if not rows:
+        raise DraftflowError(f"prompts file '{file}' has no prompts")
+    return rows
+
+
+def _key(source: str, prompt_id: str, text: str) -> str:
+    # The text hash is part of the key: editing a prompt makes a new prompt, so old drafts
+    # keep pointing at the exact text they were generated from.
+    return f"{source}:{prompt_id}:{text_hash(text)[:12]}"[:200]
+
+
+def _line_prompts(content: str, source: str) -> list[PromptRow]:
+    rows = []
+    for line in content.splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            rows.append(PromptRow(key=_key(source, text_hash(text)[:8], text), text=text,
+                                  category=None, source=source))
+    return rows
+
+
+def _jsonl_prompts(file: Path, content: str, source: str) -> list[PromptRow]:
+    rows = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DraftflowError(f"prompts file '{file}' line {number}: not valid JSON ({exc.msg})") from None
+        rows.append(_structured_prompt(file, f"line {number}", obj, number, source))
+    return rows
+
+
+def _structured_prompt(file: Path, where: str, obj: Any, default_id: int, source: str) -> PromptRow:
+    from tasks.generate.params import OVERRIDABLE
+
+    text = obj.get("text") if isinstance(obj, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise DraftflowError(f"prompts file '{file}' {where}: needs a non-empty string field 'text'")
+    prompt_id = str(obj.get("id") if obj.get("id") not in (None, "") else default_id)
+    category = obj.get("category") or None
+    params = {k: obj[k] for k in OVERRIDABLE if obj.get(k) not in (None, "")}
+    if isinstance(params.get("stop"), str):
+        params["stop"] = [params["stop"]]
+    params = _checked_overrides(file, where, params)
+    return PromptRow(key=_key(source, prompt_id, text), text=text.strip(),
+                     category=str(category) if category is not None else None, source=source, params=params)
+
+
+def _checked_overrides(file: Path, where: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The overrides validated and typed (a CSV cell "0.5" becomes 0.5) by GenerationParams' rules."""
+    from pydantic import ValidationError
+
+    from tasks.generate.params import GenerationParams
+
+    try:
+        validated = GenerationParams(**params)
+        return {k: getattr(validated, k) for k in params}
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DraftflowError(f"prompts file '{file}' {where}: {first['loc'][0]}: {first['msg']}") from None
+
+
+def _table_rows(file: Path) -> list[dict[str, Any]]:
+    if file.suffix == ".csv":
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            return list(csv.DictReader(handle))
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file).to_pylist()  # prompt files are small: one table is fine
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DraftflowError(f"prompts file '{file}' is not a readable Parquet file ({exc})") from None
+
+
+def prompts_from_table(db: Database, category: str | None = None) -> list[PromptRow]:
+    """Prompts stored in the database (every prompt a file ever brought in), optionally one category."""
+    from sqlalchemy import select
+
+    from storage.models import Prompt
+
+    with db.session() as session:
+        query = select(Prompt).order_by(Prompt.id)
+        if category:
+            query = query.where(Prompt.category == category)
+        rows = [PromptRow(key=p.key, text=p.text, category=p.category, source=p.source)
+                for p in session.scalars(query)]
+    if not rows:
+        raise DraftflowError("the prompts table is empty" + (f" for category '{category}'" if category else ""))
+    return rows

@@ -1,0 +1,178 @@
+"""Generate: batched sampling with a KV cache from a registered model; one draft row per sample.
+
+Prompts are bucketed by length, finished sequences leave the batch (tasks/generate/sampling.py), and each
+draft samples with its own seed derived from the run seed, the prompt and the sample index, so a
+stored draft can be regenerated from its recorded parameters. Drafts are written after each
+batch and (run, prompt, sample) is unique: a run started again makes only the missing drafts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+from transformers import AutoConfig
+
+from storage.db import Database
+from storage.drafts import PromptRow, existing_samples, insert_drafts, upsert_prompts
+from storage.fingerprint import fingerprint
+from storage.refs import ModelRef
+from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
+from tasks.generate.sampling import Output, Request, decode_batch
+from tasks.models import context_length, load_causal_lm, load_tokenizer, pad_id, pick_device
+from tasks.progress import Progress, no_progress
+
+log = logging.getLogger("draftflow.generate")
+
+
+def draft_seed(run_seed: int, prompt_key: str, sample_index: int) -> int:
+    """The seed of one draft: the same run seed, prompt and sample always sample the same way."""
+    return int(fingerprint(run_seed, prompt_key, sample_index)[:8], 16) & 0x7FFFFFFF
+
+
+@dataclass
+class _Job:
+    prompt: PromptRow
+    prompt_id: int
+    sample_index: int
+    input_ids: list[int]
+
+
+class GenerateResult(BaseModel):
+    run_id: str
+    model_version: str
+    prompts: int
+    drafts_new: int
+    drafts_skipped: int
+    new_tokens: int
+    seconds: float
+    samples: list[dict[str, Any]] = Field(default_factory=list)  # a few drafts for the run report
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+def render_input(template: str, prompt: PromptRow) -> str:
+    return template.format(text=prompt.text, category=prompt.category or "text")
+
+
+def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: GenerationParams,
+                    db: Database, run_id: str, progress: Progress = no_progress, model: Any = None) -> GenerateResult:
+    """Generate every missing (prompt, sample) draft for `run_id` and store it as `generated`.
+
+    `model` may be the version's model already loaded (a caller generating several runs); by
+    default it is loaded from the registry folder.
+    """
+    started = time.perf_counter()
+    device = pick_device() if model is None else next(model.parameters()).device
+    tokenizer = load_tokenizer(model_ref.path)
+    config = AutoConfig.from_pretrained(model_ref.path)
+    context = context_length(config)
+    ids = upsert_prompts(db, prompts)
+    done = existing_samples(db, run_id)
+    jobs = [_Job(p, ids[p.key], s, encode_prompt(tokenizer, params.template, p,
+                                                 params.settings_for(p).max_new_tokens, context))
+            for s in range(params.samples_per_prompt) for p in prompts if (ids[p.key], s) not in done]
+    skipped = len(prompts) * params.samples_per_prompt - len(jobs)
+    # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
+    jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
+    if jobs and model is None:
+        model = load_causal_lm(model_ref.path).to(device).eval()
+    new_drafts = new_tokens = 0
+    samples: list[dict[str, Any]] = []
+    batch_size = params.batch_size or (128 if device.type == "cuda" else 32)
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        rows, tokens = _generate_batch(model, tokenizer, batch, params, device, run_id, model_ref.version_id)
+        new_drafts += insert_drafts(db, rows)
+        new_tokens += tokens
+        if rows:
+            samples.append({"prompt": batch[0].prompt.text[:60], "draft": rows[0]["current_text"][:160]})
+        progress(start + len(batch), len(jobs), f"{new_drafts} drafts")
+    seconds = time.perf_counter() - started
+    result = GenerateResult(run_id=run_id, model_version=model_ref.name, prompts=len(prompts),
+                            drafts_new=new_drafts, drafts_skipped=skipped, new_tokens=new_tokens,
+                            seconds=seconds, samples=samples[:8])
+    log.info("generated %d drafts (%d already there) with %s: %d new tokens, %.0f tokens/s",
+             new_drafts, skipped, model_ref.name, new_tokens, result.tokens_per_second)
+    return result
+
+
+def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: GenerationParams, device: Any,
+                    run_id: str, model_version_id: int) -> tuple[list[dict[str, Any]], int]:
+    requests = [Request(j.input_ids, params.settings_for(j.prompt),
+                        draft_seed(params.seed, j.prompt.key, j.sample_index)) for j in batch]
+    outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
+                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    # The batch is part of the record: on a GPU, batched matmuls round differently from single
+    # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
+    batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
+    rows, total = [], 0
+    for position, (job, request, out) in enumerate(zip(batch, requests, outputs, strict=True)):
+        new = out.ids[:-1] if out.stopped == "eos" else out.ids
+        total += len(out.ids)
+        text = draft_text(tokenizer, job.prompt.text, out, request.settings.stop)
+        settings = request.settings
+        rows.append({"run_id": run_id, "model_version_id": model_version_id, "prompt_id": job.prompt_id,
+                     "category": job.prompt.category, "sample_index": job.sample_index,
+                     "original_text": text, "current_text": text,
+                     "params": {k: getattr(settings, k) for k in OVERRIDABLE} | {
+                         "template": params.template, "batch": {"id": batch_id, "position": position}},
+                     "seed": request.seed,
+                     "scores": {"new_tokens": len(new), "prompt_tokens": len(job.input_ids),
+                                "stopped": out.stopped, "stopped_at_eos": out.stopped == "eos"}})
+    return rows, total
+
+
+def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int, context: int) -> list[int]:
+    """Model input ids: a document start, then the templated prompt's tail that fits the context."""
+    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    keep = max(1, context - max_new_tokens - 1)
+    return [start_id, *tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"][-keep:]]
+
+
+def draft_text(tokenizer: Any, prompt_text: str, out: Output, stop: list[str]) -> str:
+    """The draft as editors see it: the prompt, then the continuation cut at EOS or a stop string."""
+    new = out.ids[:-1] if out.stopped == "eos" else out.ids
+    return (prompt_text + _trim_stop(tokenizer.decode(new, skip_special_tokens=True), stop)).strip()
+
+
+def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
+    """Generate a stored draft again from its recorded model version, prompt, parameters and seed.
+
+    By default the draft's whole original batch is replayed (same drafts, same order), which gives
+    the same text on a GPU too; `alone=True` generates only this draft, which is exact on a CPU.
+    """
+    from storage.drafts import batch_members, get_draft
+    from storage.registry import get_model_version
+
+    draft, _, _ = get_draft(db, draft_id)
+    batch = draft.params.get("batch")
+    members = batch_members(db, draft.run_id, batch["id"]) if batch and not alone else []
+    if not any(d.id == draft_id for d, _ in members):  # drafts written before batches were recorded
+        members = [(draft, get_draft(db, draft_id)[1])]
+    version = get_model_version(db, draft.model_version_id)
+    tokenizer = load_tokenizer(version.path)
+    context = context_length(AutoConfig.from_pretrained(version.path))
+    requests = []
+    for member, prompt in members:
+        settings = SampleSettings(**{k: v for k, v in member.params.items() if k in OVERRIDABLE})
+        row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
+        requests.append(Request(encode_prompt(tokenizer, member.params.get("template", "{text}"), row,
+                                              settings.max_new_tokens, context), settings, member.seed))
+    device = pick_device()
+    model = load_causal_lm(version.path).to(device).eval()
+    outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
+                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
+    return draft_text(tokenizer, members[index][1].text, outputs[index], requests[index].settings.stop)
+
+
+def _trim_stop(text: str, stops: list[str]) -> str:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text

@@ -1,0 +1,16 @@
+"""The ingest stage's parameters: how files are read."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class IngestOptions(BaseModel):
+    """How files are read; changing these re-reads every file on the next incremental run."""
+
+    text_field: str = Field("text", description="Field (JSON/JSONL) or column (CSV/Parquet) holding the text.")
+    include: list[str] = Field(default_factory=list, description="Globs a file in a folder must match (any).")
+    exclude: list[str] = Field(default_factory=list, description="Globs that skip a file in a folder.")
+    split: str = Field("none", pattern="^(none|headings|separator)$",
+                       description="Split .txt/.md/.rst files into documents: none, headings or separator.")
+    separator: str = Field("\n---\n", description="The separator when split = separator.")

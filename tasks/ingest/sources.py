@@ -1,0 +1,189 @@
+"""Sources and their units: what ingest reads, one file (a "unit") at a time.
+
+A source is a file, a folder (recursive, filtered by include/exclude globs) or the embedded
+`python-stdlib-docs`. Each unit has a content hash, so a nightly run can skip what did not change.
+Reading never raises for bad content: it yields records with a reason instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import DraftflowError
+from storage.fingerprint import fingerprint
+from tasks.ingest import formats
+from tasks.ingest.params import IngestOptions
+from tasks.ingest.records import SourceRecord
+
+TEXT_SUFFIXES = {".txt", ".md", ".rst"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".html", ".htm", ".jsonl", ".json", ".csv", ".parquet"}
+BUILTIN_SOURCES = {"python-stdlib-docs"}
+_SNIFF_BYTES = 8192
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """`NAME=PATH`, a plain path (named after its stem) or a built-in source name."""
+
+    name: str
+    path: Path | None  # None for built-in sources
+
+    @classmethod
+    def parse(cls, spec: str) -> SourceSpec:
+        if spec in BUILTIN_SOURCES:
+            return cls(name=spec, path=None)
+        name, sep, raw_path = spec.partition("=")
+        if not sep or "/" in name or not name:
+            name, raw_path = "", spec
+        path = Path(raw_path).expanduser()
+        if not path.exists():
+            raise DraftflowError(f"corpus path '{raw_path}' does not exist "
+                                 f"(give a file, a folder, or one of: {', '.join(sorted(BUILTIN_SOURCES))})")
+        resolved = path.resolve()
+        stem = resolved.name.split(".")[0] if resolved.is_file() else resolved.name
+        return cls(name=name or stem or "corpus", path=resolved)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One file of a source: hashed to detect change, read into records."""
+
+    source: str
+    file: str
+    path: Path
+    read: Callable[[], Iterator[SourceRecord]]
+    options_key: str = ""
+
+    def content_hash(self) -> str:
+        """sha256 of the bytes (streamed: constant memory) plus the options that shape parsing."""
+        digest = hashlib.sha256(self.options_key.encode())
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()[:32]
+
+
+def iter_units(spec: SourceSpec, options: IngestOptions) -> Iterator[Unit]:
+    """Every unit of a source, in a deterministic order."""
+    if spec.path is None:
+        from tasks.ingest.stdlib_docs import iter_stdlib_units
+
+        yield from iter_stdlib_units(spec.name)
+        return
+    key = fingerprint(options.model_dump())
+    if spec.path.is_file():
+        yield _file_unit(spec.name, spec.path, options, key)
+        return
+    for dirpath, dirnames, filenames in os.walk(spec.path):
+        # hidden folders and files (.git, .DS_Store) are tooling, not content: not read at all
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(spec.path).as_posix()
+            if name.startswith(".") or not _selected(rel, options):
+                continue
+            yield _file_unit(spec.name, path, options, key)
+
+
+def _selected(rel: str, options: IngestOptions) -> bool:
+    if options.include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g)
+                                   for g in options.include):
+        return False
+    return not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g) for g in options.exclude)
+
+
+def _file_unit(source: str, path: Path, options: IngestOptions, key: str) -> Unit:
+    return Unit(source, path.as_posix(), path, lambda: read_file(source, path, options), options_key=key)
+
+
+def format_of(path: Path) -> tuple[str, bool]:
+    """The format suffix and whether the file is gzip-compressed (`notes.md.gz` -> `.md`, True)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        return (suffixes[-2] if len(suffixes) > 1 else ""), True
+    return (suffixes[-1] if suffixes else ""), False
+
+
+def read_file(source: str, path: Path, options: IngestOptions) -> Iterator[SourceRecord]:
+    file = path.as_posix()
+    kind, compressed = format_of(path)
+    if kind not in SUPPORTED_SUFFIXES:
+        shown = kind or path.name
+        yield SourceRecord(source, file, file, None, reason="unsupported_type",
+                           detail=f"'{shown}' is not one of {sorted(SUPPORTED_SUFFIXES)} (optionally .gz)")
+        return
+    try:
+        if kind == ".parquet":
+            with _open_binary(path, compressed) as handle:
+                data = handle.read() if compressed else None
+            yield from formats.parse_parquet(source, file, io.BytesIO(data) if data is not None else path,
+                                             options.text_field)
+        elif kind in (".jsonl", ".csv"):
+            yield from _read_streamed(source, file, path, compressed, kind, options)
+        else:
+            text, problem = _read_text(path, compressed)
+            if text is None:
+                yield SourceRecord(source, file, file, None, reason=problem[0], detail=problem[1])
+            elif kind in (".html", ".htm"):
+                yield from formats.parse_html(source, file, text)
+            elif kind == ".json":
+                yield from formats.parse_json(source, file, text, options.text_field)
+            else:
+                yield from formats.parse_text(source, file, text, kind, options.split, options.separator,
+                                              default_title=path.name.split(".")[0])
+    except PermissionError as exc:
+        yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))
+
+
+def _open_binary(path: Path, compressed: bool) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if compressed else path.open("rb")  # type: ignore[return-value]
+
+
+def _read_text(path: Path, compressed: bool) -> tuple[str | None, tuple[str, str]]:
+    try:
+        with _open_binary(path, compressed) as handle:
+            data = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        return None, ("bad_gzip", f"truncated or corrupt gzip: {exc}")
+    except OSError as exc:
+        return None, ("unreadable", exc.strerror or str(exc))
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        return None, ("binary", "NUL bytes in the first 8 KiB: not a text file")
+    try:
+        return data.decode("utf-8-sig"), ("", "")
+    except UnicodeDecodeError as exc:
+        return None, ("not_utf8", f"byte {exc.start}: {exc.reason}")
+
+
+def _read_streamed(source: str, file: str, path: Path, compressed: bool, kind: str,
+                   options: IngestOptions) -> Iterator[SourceRecord]:
+    """JSONL and CSV line by line, so a large file never sits in memory whole."""
+    try:
+        with _open_binary(path, compressed) as raw:
+            head = raw.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if hasattr(raw, "peek") else b""
+            if b"\x00" in head:
+                yield SourceRecord(source, file, file, None, reason="binary",
+                                   detail="NUL bytes in the first 8 KiB: not a text file")
+                return
+            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="" if kind == ".csv" else None)
+            if kind == ".csv":
+                yield from formats.parse_csv(source, file, stream, options.text_field)
+            else:
+                yield from formats.parse_jsonl(source, file, stream, options.text_field)
+    except UnicodeDecodeError as exc:
+        yield SourceRecord(source, file, file, None, reason="not_utf8",
+                           detail=f"byte {exc.start} of a chunk: {exc.reason}; records before it were kept")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        yield SourceRecord(source, file, file, None, reason="bad_gzip",
+                           detail=f"truncated or corrupt gzip: {exc}; records before it were kept")
+    except OSError as exc:
+        yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))

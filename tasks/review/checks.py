@@ -1,0 +1,135 @@
+"""Checks on each generated draft, run before an editor sees it; flags route risky drafts aside.
+
+Originality: the share of the draft's word 8- and 13-grams that occur verbatim in the training
+corpus, and the longest copied span (generated text that copies its sources is a copyright risk).
+The corpus n-gram index is built once per corpus version and stored beside the clean corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.parquet_store import iter_batches
+from tasks.clean.pii import scrub_pii
+from tasks.review.params import CheckParams
+
+_WORD = re.compile(r"\w+")
+NGRAM_SIZES = (8, 13)
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _gram_hashes(words: list[str], n: int) -> np.ndarray:
+    if len(words) < n:
+        return np.empty(0, dtype=np.uint64)
+    grams = (" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1))
+    return np.fromiter((int.from_bytes(hashlib.blake2b(g, digest_size=8).digest(), "little") for g in grams),
+                       dtype=np.uint64, count=len(words) - n + 1)
+
+
+class NgramIndex:
+    """Sorted unique hashes of every word n-gram of the corpus, one array per n (8 bytes a gram)."""
+
+    def __init__(self, arrays: dict[int, np.ndarray]) -> None:
+        self.arrays = arrays
+
+    @classmethod
+    def build(cls, clean_dir: Path) -> NgramIndex:
+        parts: dict[int, list[np.ndarray]] = {n: [] for n in NGRAM_SIZES}
+        for batch in iter_batches(clean_dir, columns=["text"], batch_size=2048):
+            for text in batch.column("text").to_pylist():
+                words = words_of(text)
+                for n in NGRAM_SIZES:
+                    parts[n].append(_gram_hashes(words, n))
+            for n in NGRAM_SIZES:  # dedupe as we go: memory follows unique n-grams, not corpus size
+                parts[n] = [np.unique(np.concatenate(parts[n]))] if parts[n] else []
+        return cls({n: (p[0] if p else np.empty(0, dtype=np.uint64)) for n, p in parts.items()})
+
+    @classmethod
+    def load_or_build(cls, clean_dir: Path, fingerprint: str, cache_root: Path) -> NgramIndex:
+        """The index of this corpus version, built on first use and then read from disk."""
+        folder = cache_root / fingerprint
+        if (folder / "meta.json").is_file():
+            return cls({n: np.load(folder / f"n{n}.npy") for n in NGRAM_SIZES})
+        index = cls.build(clean_dir)
+        tmp = cache_root / f".{fingerprint}.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for n, array in index.arrays.items():
+            np.save(tmp / f"n{n}.npy", array)
+        (tmp / "meta.json").write_text(json.dumps({n: int(a.size) for n, a in index.arrays.items()}))
+        if not folder.exists():
+            tmp.rename(folder)
+        return index
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+    def originality(self, text: str) -> dict[str, float | int]:
+        words = words_of(text)
+        scores: dict[str, float | int] = {}
+        covered = np.zeros(len(words) + 1, dtype=np.int32)  # +1/-1 marks: covered spans by prefix sum
+        for n in NGRAM_SIZES:
+            hashes = _gram_hashes(words, n)
+            found = _contains(self.arrays[n], hashes)
+            scores[f"copied_{n}gram_share"] = round(float(found.mean()), 4) if found.size else 0.0
+            starts = np.flatnonzero(found)
+            np.add.at(covered, starts, 1)
+            np.add.at(covered, starts + n, -1)
+        scores["longest_copied_words"] = _longest_run(np.cumsum(covered)[: len(words)] > 0)
+        return scores
+
+
+def _contains(sorted_hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Membership by binary search in the sorted index: O(m log n), no re-sorting per draft."""
+    if not queries.size or not sorted_hashes.size:
+        return np.zeros(queries.size, dtype=bool)
+    pos = np.searchsorted(sorted_hashes, queries).clip(max=sorted_hashes.size - 1)
+    return sorted_hashes[pos] == queries
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """Length of the longest run of True."""
+    if not flags.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+
+
+def repetition(words: list[str], n: int = 3) -> float:
+    """Share of the draft's n-grams that repeat an earlier one (a degenerate loop scores near 1)."""
+    if len(words) < n + 1:
+        return 0.0
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return round(1 - len(set(grams)) / len(grams), 4)
+
+
+def check_draft(text: str, index: NgramIndex | None, params: CheckParams) -> tuple[dict[str, Any], list[str]]:
+    """(scores, flags) for one draft; no flags means it goes to the normal queue."""
+    words = words_of(text)
+    _, pii = scrub_pii(text)
+    lowered = text.lower()
+    scores: dict[str, Any] = {"n_words": len(words), "repetition": repetition(words),
+                              **{f"pii_{kind}": pii.get(kind, 0) for kind in ("email", "phone", "ip")},
+                              **(index.originality(text) if index is not None else {})}
+    flags = []
+    if index is not None and (scores["longest_copied_words"] >= params.max_copied_span
+                              or scores["copied_13gram_share"] > params.max_copied_13gram_share):
+        flags.append("copied")
+    if scores["repetition"] > params.max_repetition:
+        flags.append("repetitive")
+    if params.flag_pii and sum(pii.values()):
+        flags.append("pii")
+    flags += [f"blocklist:{term}" for term in params.blocklist
+              if re.search(rf"(?<!\w){re.escape(term.lower())}(?!\w)", lowered)]
+    if len(words) < params.min_words:
+        flags.append("too_short")
+    return scores, flags

@@ -1,0 +1,80 @@
+"""Queue for review: check each generated draft of a run and move it into the editors' queue."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from storage.db import Database
+from storage.drafts import draft_ids, get_draft, status_counts, transition
+from storage.models import DraftStatus
+from storage.parquet_store import read_manifest
+from storage.refs import DatasetRef
+from storage.settings import Settings
+from tasks.review.checks import NgramIndex, check_draft
+from tasks.review.params import CheckParams
+
+log = logging.getLogger("draftflow.review")
+SYSTEM_ACTOR = "draftflow"
+
+
+class QueueResult(BaseModel):
+    run_id: str
+    queued: int
+    flagged: int = 0
+    flags: dict[str, int] = Field(default_factory=dict)
+    queue: dict[str, int]
+
+
+def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
+              params: CheckParams | None = None) -> QueueResult:
+    """Check each `generated` draft of a run; clean ones go to `pending`, risky ones to `flagged`."""
+    params = params or CheckParams()
+    queued = flagged = 0
+    reasons: Counter[str] = Counter()
+    for draft_id in draft_ids(db, run_id, DraftStatus.GENERATED.value):
+        flags = queue_draft(db, draft_id, index, params)
+        queued += 1
+        flagged += bool(flags)
+        reasons.update(flag.split(":")[0] for flag in flags)
+    counts = status_counts(db)
+    log.info("queued %d drafts of run %s (%d flagged: %s); queue now %s", queued, run_id, flagged,
+             dict(reasons) or "-", counts)
+    return QueueResult(run_id=run_id, queued=queued, flagged=flagged, flags=dict(reasons), queue=counts)
+
+
+def queue_draft(db: Database, draft_id: int, index: NgramIndex | None, params: CheckParams) -> list[str]:
+    """Check one generated draft, store its scores and route it: pending, or flagged with the reasons
+    in the event note. Returns the flags. (The sharded checks call this too.)"""
+    draft, _, _ = get_draft(db, draft_id)
+    scores, flags = check_draft(draft.original_text, index, params)
+    target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
+    transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
+               to_status=target.value, note=", ".join(flags) or None,
+               scores={**draft.scores, **scores, "flags": flags},
+               changes={"flags": ",".join(flags)[:200]})
+    return flags
+
+
+def corpus_index(settings: Settings, clean: DatasetRef | None) -> NgramIndex | None:
+    """The originality index of the corpus the model was trained on (None before any clean run)."""
+    if clean is None:
+        manifest = read_manifest(settings.clean_dir)
+        if manifest is None:
+            log.warning("no clean corpus: drafts are queued without the originality check")
+            return None
+        clean = DatasetRef(path=str(settings.clean_dir), fingerprint=manifest["fingerprint"], rows=manifest["rows"])
+    return NgramIndex.load_or_build(Path(clean.path), clean.fingerprint, settings.home / "corpus" / "ngram-index")
+
+
+def return_expired_leases(db: Database) -> int:
+    """Drafts whose editor's lease expired go back to their queue; returns how many."""
+    from storage.queue import sweep_expired
+
+    swept = sweep_expired(db)
+    if swept:
+        log.info("returned %d drafts with expired leases to the queue", swept)
+    return swept

@@ -1,0 +1,54 @@
+"""DistributedDataParallel plumbing: the same training loop on one process or under `torchrun`.
+
+torchrun sets WORLD_SIZE, RANK, LOCAL_RANK and LOCAL_WORLD_SIZE; with one process none of this runs.
+NCCL on GPUs, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from storage.refs import ModelRef
+from tasks.models import pick_device
+
+
+def barrier() -> None:
+    """Wait for every DDP rank (a no-op outside torch.distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def distributed_setup() -> tuple[torch.device, int, int]:
+    """(device, rank, world size); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return pick_device(), 0, 1
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        # on CPU the ranks share the cores: split them instead of oversubscribing (~7x slower)
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+        device = torch.device("cpu")
+    return device, dist.get_rank(), world
+
+
+def wrap_ddp(model: Any, device: torch.device) -> Any:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def share_from_rank0(ref: ModelRef | None) -> ModelRef:
+    box = [ref]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]

@@ -1,0 +1,40 @@
+"""The fine-tune stage's parameters: model size (scratch), optimizer, budget, evaluation, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, Field
+
+
+class TrainParams(BaseModel):
+    """Model size (scratch only), optimizer, budget, evaluation and checkpoints."""
+
+    n_layer: int = Field(4, ge=1, le=48, description="Transformer layers (scratch).")
+    n_embd: int = Field(256, ge=16, le=4096, description="Hidden size (scratch); divisible by n_head.")
+    n_head: int = Field(4, ge=1, le=64, description="Attention heads (scratch).")
+    batch_size: int = Field(8, ge=1, le=1024, description="Blocks per micro-batch.")
+    tokens_per_step: int | None = Field(
+        None, ge=1, description="Target tokens per optimizer step: gradient accumulation makes up the rest.")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak learning rate.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine floor as a share of the peak.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices only).")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
+    max_steps: int = Field(5000, ge=1, description="Budget: optimizer steps.")
+    max_tokens: int | None = Field(None, ge=1, description="Budget: training tokens.")
+    max_minutes: float = Field(3.0, gt=0, description="Budget: wall-clock minutes (resumed runs included).")
+    eval_interval: int = Field(100, ge=1, description="Steps between validation evaluations.")
+    eval_batches: int = Field(10, ge=1, description="Validation batches per evaluation.")
+    patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement.")
+    log_interval: int = Field(10, ge=1, description="Steps between log lines.")
+    checkpoint_interval: int = Field(100, ge=1, description="Steps between checkpoints.")
+    keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
+    compile: bool = Field(False, description="torch.compile the model (pays a warm-up; helps on GPU).")
+    promotion_tolerance: float = Field(
+        0.02, ge=0, description="Promote a new version unless its perplexity is worse than the latest's by more.")
+    seed: int = Field(1234, description="Seed for initialisation and batch sampling.")
+
+    def accumulation(self, block_size: int) -> int:
+        micro = self.batch_size * block_size
+        return max(1, math.ceil(self.tokens_per_step / micro)) if self.tokens_per_step else 1
