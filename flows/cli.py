@@ -46,6 +46,12 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _stage_logging() -> None:
+    from flows.logs import stderr_logging
+
+    stderr_logging()
+
+
 def _db() -> Database:
     return open_database(_settings().database_url)
 
@@ -109,6 +115,7 @@ def ingest(
     separator: Annotated[str, typer.Option(help="Separator for --split separator.")] = "\n---\n",
 ) -> None:
     """Bring corpus/raw up to date: new and changed files are read, unchanged ones carried over."""
+    _stage_logging()
     from tasks.ingest.params import IngestOptions
     from tasks.ingest.stage import ingest_corpus
 
@@ -130,6 +137,7 @@ def clean(
     near_dedup: Annotated[bool, typer.Option(help="MinHash near-duplicate removal.")] = True,
 ) -> None:
     """Repair, filter (Gopher/C4/FineWeb), scrub PII and deduplicate corpus/raw into corpus/clean."""
+    _stage_logging()
     from storage.refs import dataset_ref
     from tasks.clean.params import CleanParams
     from tasks.clean.stage import clean_corpus
@@ -156,6 +164,7 @@ def tokenize(
     block_size: Annotated[int, typer.Option(help="Tokens per training block.")] = 256,
 ) -> None:
     """Train (or reuse the base model's) tokenizer and pack corpus/clean into token blocks."""
+    _stage_logging()
     from storage.refs import dataset_ref
     from tasks.models import resolve_base_model
     from tasks.tokenize.params import TokenizeParams
@@ -180,6 +189,7 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batches.")] = 1234,
 ) -> None:
     """Train on the latest tokenized corpus and register a new model version (torchrun-ready)."""
+    _stage_logging()
     from storage.runs import finish_run, start_run
     from tasks.models import resolve_base_model
     from tasks.tokenize.stage import latest_tokens
@@ -222,6 +232,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Run seed.")] = 1234,
 ) -> None:
     """Write drafts for every prompt with a registered model and put them in the review queue."""
+    _stage_logging()
     from storage.refs import ModelRef
     from storage.registry import get_model_version, latest_model_version
     from storage.runs import finish_run, start_run

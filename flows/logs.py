@@ -42,3 +42,14 @@ def configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
+
+
+def stderr_logging() -> None:
+    """Stage logs on stderr for the stage commands, which run without Prefect (and its log handlers)."""
+    logger = logging.getLogger("draftflow")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s",
+                                           datefmt="%H:%M:%S"))
+    logger.addHandler(handler)

@@ -25,7 +25,7 @@ configure_prefect_env()
 from storage.db import Database, close_databases, open_database  # noqa: E402
 from storage.settings import DATABASE_URL_ENV, HOME_ENV, Settings  # noqa: E402
 
-_VOCABULARY = ("the module returns a value for each key in the mapping and raises an error when the "
+_VOCABULARY = ("the module returns a value for each key in the mapping and raises an error when the to of with "
                "object is not found so the caller can handle it file path socket thread queue string "
                "list dictionary iterator generator function class method attribute default timeout")
 WORDS = _VOCABULARY.split()

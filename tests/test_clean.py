@@ -35,7 +35,7 @@ def rows(directory: Path) -> list[dict]:
 
 def verdict(text: str, t: QualityThresholds | None = None) -> str | None:
     text = normalize_text(text)
-    failure = first_failure(text, score_document(text), t or QualityThresholds())
+    failure = first_failure(score_document(text), t or QualityThresholds())
     return failure[0] if failure else None
 
 
@@ -54,7 +54,8 @@ def test_a_good_document_passes_every_web_rule() -> None:
     ((GOOD + " ") + " ".join(["a b c d e f g h"] * 20), "gopher_short_words"),
     (" ".join(f"internationalization{i} telecommunications" for i in range(40)) + " " + GOOD,
      "gopher_long_words"),
-    (GOOD + " " + "# " * 30, "gopher_symbols"),
+    (GOOD + " " + "# " * 30, "gopher_hashes"),
+    (GOOD + " " + "... " * 30, "gopher_ellipses"),
     ("\n".join(f"- item {i} of the list, with the details" for i in range(40)), "gopher_bullet_lines"),
     ("\n".join(f"And then the story went on and on with line {i} ..." for i in range(30)), "gopher_ellipsis_lines"),
     (GOOD + " " + " ".join(["1234 5678 90"] * 40), "gopher_non_alpha_words"),
@@ -86,7 +87,8 @@ def test_c4_and_fineweb_rules() -> None:
     no_punct = "\n".join(line for line in unpunctuated.split(" so ") for line in [line])
     assert verdict(no_punct + "\nsee more", QualityThresholds(max_short_line_ratio=None)) == "fineweb_line_punct"
     short_lines = GOOD + "\n" + "\n".join(f"Menu item {i}." for i in range(12))
-    assert verdict(short_lines, QualityThresholds(max_dup_line_ratio=None)) == "fineweb_short_lines"
+    repetition_off = QualityThresholds(max_dup_line_ratio=None, max_top_ngram_ratios=[None] * 3)
+    assert verdict(short_lines, repetition_off) == "fineweb_short_lines"
     dup_chars = GOOD + "\nShare this page.\nShare this page."
     assert verdict(dup_chars) == "fineweb_char_dup"
 
@@ -184,3 +186,17 @@ def test_clean_without_ingest_says_what_to_run(settings: Settings) -> None:
 
     with pytest.raises(DraftflowError, match="draftflow ingest"):
         clean_corpus(DatasetRef(path=str(settings.raw_dir), fingerprint="x", rows=0), settings)
+
+
+def test_the_three_rules_that_had_drifted_from_the_published_ones() -> None:
+    # stop words are counted as distinct words, matched as written: "the" ten times is one stop word
+    assert score_document(" ".join(["the"] * 10 + ["cat"] * 10))["stop_words"] == 1
+    assert score_document("The cat and the dog")["stop_words"] == 2  # "the" and "and"; "The" is not "the"
+    # hashes and ellipses are two ratios, each against the threshold (not one summed ratio)
+    marked = GOOD + " #" * 8 + " ..." * 8 + " The end."  # the last line ends with a sentence, not an ellipsis
+    scores = score_document(marked)
+    assert scores["hash_ratio"] < 0.1 and scores["ellipsis_ratio"] < 0.1
+    assert scores["hash_ratio"] + scores["ellipsis_ratio"] > 0.1
+    assert verdict(marked) is None
+    # a line of exactly 30 characters is a short line
+    assert score_document("x" * 30 + "\n" + "y" * 31)["short_line_ratio"] == 0.5

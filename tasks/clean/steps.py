@@ -109,7 +109,7 @@ class Cleaner:
 
     def _quality(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
         doc["scores"] = {**score_document(doc["text"]), "language_score": doc["language_score"]}
-        return first_failure(doc["text"], doc["scores"], self.params.for_source(row["source"]))
+        return first_failure(doc["scores"], self.params.for_source(row["source"]))
 
     def _pii(self, row: dict[str, Any], doc: dict[str, Any]) -> None:
         counts: Counter[str] = Counter()
