@@ -1,4 +1,10 @@
-"""The `draftflow` command line: the whole nightly run, each stage alone, and the review queue."""
+"""The `draftflow` command line: the whole nightly run, each stage alone, and the review queue.
+
+Every option that sets a parameter takes its help, default and bounds from the pydantic model of
+that parameter (flows/cli_options.py), and each stage command also takes `--config FILE` with the
+same model as JSON: an option typed on the command line wins, a value in the file wins over the
+default, and an option not typed never overrides the file.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,25 @@ configure_prefect_env()  # before anything imports Prefect
 import os  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated, TypeVar  # noqa: E402
+from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
-from pydantic import BaseModel, ValidationError  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 from flows import console  # noqa: E402
+from flows.cli_options import build, option  # noqa: E402
 from flows.cli_review import review_app  # noqa: E402
 from flows.cli_review import serve as serve_desk  # noqa: E402
+from flows.params import NightlyParams, ScaleParams  # noqa: E402
 from storage.db import Database, open_database  # noqa: E402
 from storage.errors import DraftflowError  # noqa: E402
+from storage.params import first_problem  # noqa: E402
 from storage.settings import HOME_ENV, Settings  # noqa: E402
-
-M = TypeVar("M", bound=BaseModel)
+from tasks.clean.params import CleanParams, QualityThresholds  # noqa: E402
+from tasks.generate.params import GenerationParams  # noqa: E402
+from tasks.ingest.params import IngestOptions  # noqa: E402
+from tasks.tokenize.params import TokenizeParams  # noqa: E402
+from tasks.train.params import TrainParams  # noqa: E402
 
 app = typer.Typer(help="draftflow: fine-tune a causal LM on your corpus, write drafts, review them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -29,9 +41,14 @@ app.add_typer(review_app, name="review")
 app.command("desk", help="Start the editors' web desk on 127.0.0.1 (same as `draftflow review serve`).")(serve_desk)
 
 CorpusOpt = Annotated[list[str] | None, typer.Option(
-    "--corpus", "-c", help="File, folder, NAME=PATH or 'python-stdlib-docs' (repeatable).")]
+    "--corpus", "-c", help="File, folder, NAME=PATH or 'python-stdlib-docs' (repeatable) \\[default: "
+                           "python-stdlib-docs].")]
 BaseModelOpt = Annotated[str | None, typer.Option(
     "--base-model", help="'scratch', a version (v0003), a local folder or a hub id; default: latest version.")]
+
+
+def _config(model: type) -> object:
+    return typer.Option(help=f"JSON file with {model.__name__} fields; options given here win over it.")
 
 
 @app.callback()
@@ -46,14 +63,14 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _db() -> Database:
+    return open_database(_settings().database_url)
+
+
 def _stage_logging() -> None:
     from flows.logs import stderr_logging
 
     stderr_logging()
-
-
-def _db() -> Database:
-    return open_database(_settings().database_url)
 
 
 @app.command()
@@ -61,37 +78,38 @@ def run(
     corpus: CorpusOpt = None,
     prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines or JSONL).")] = None,
     base_model: BaseModelOpt = None,
-    max_train_minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
-    max_train_steps: Annotated[int, typer.Option(help="Training budget in optimizer steps.")] = 5000,
-    samples_per_prompt: Annotated[int, typer.Option(help="Drafts per prompt.")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="New tokens per draft at most.")] = 64,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.8,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 1234,
-    shards: Annotated[int, typer.Option(help="Shard clean, tokenize and the checks over Dask (1 = in process).")]
-    = 1,
-    dask_address: Annotated[str | None, typer.Option(help="An existing Dask scheduler; empty = a local cluster.")]
-    = None,
+    config: Annotated[Path | None, _config(NightlyParams)] = None,
+    run_id: Annotated[str | None, option(NightlyParams, "run_id", "--run-id")] = None,
+    max_train_minutes: Annotated[float | None, option(TrainParams, "max_minutes", "--max-train-minutes")] = None,
+    max_train_steps: Annotated[int | None, option(TrainParams, "max_steps", "--max-train-steps")] = None,
+    samples_per_prompt: Annotated[int | None, option(GenerationParams, "samples_per_prompt")] = None,
+    max_new_tokens: Annotated[int | None, option(GenerationParams, "max_new_tokens")] = None,
+    temperature: Annotated[float | None, option(GenerationParams, "temperature")] = None,
+    top_p: Annotated[float | None, option(GenerationParams, "top_p")] = None,
+    seed: Annotated[int | None, option(TrainParams, "seed", help="Seed for training and sampling.")] = None,
+    shards: Annotated[int | None, option(ScaleParams, "shards")] = None,
+    dask_address: Annotated[str | None, option(ScaleParams, "dask_address")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run the whole nightly flow: ingest, clean, tokenize, fine-tune, generate, queue for review."""
-    from flows.params import NightlyParams, ScaleParams
-    from tasks.generate.params import GenerationParams
     from tasks.generate.prompts import load_prompts
     from tasks.ingest.sources import SourceSpec
-    from tasks.train.params import TrainParams
 
-    corpus = corpus or ["python-stdlib-docs"]
-    for spec in corpus:  # fail on a bad path now, not minutes into the run
+    params = build(NightlyParams, config, corpus=("--corpus", corpus or None),
+                   prompts_file=("--prompts", str(prompts) if prompts else None),
+                   base_model=("--base-model", base_model), run_id=("--run-id", run_id),
+                   home=("--home", str(_settings().home)),
+                   **{"training.max_minutes": ("--max-train-minutes", max_train_minutes),
+                      "training.max_steps": ("--max-train-steps", max_train_steps),
+                      "training.seed": ("--seed", seed), "generation.seed": ("--seed", seed),
+                      "generation.samples_per_prompt": ("--samples-per-prompt", samples_per_prompt),
+                      "generation.max_new_tokens": ("--max-new-tokens", max_new_tokens),
+                      "generation.temperature": ("--temperature", temperature),
+                      "generation.top_p": ("--top-p", top_p),
+                      "scale.shards": ("--shards", shards), "scale.dask_address": ("--dask-address", dask_address)})
+    for spec in params.corpus:  # fail on a bad path now, not minutes into the run
         SourceSpec.parse(spec)
-    load_prompts(prompts)
-    params = NightlyParams(
-        corpus=corpus, prompts_file=str(prompts) if prompts else None, base_model=base_model,
-        home=str(_settings().home),
-        training=_validated(TrainParams, max_minutes=max_train_minutes, max_steps=max_train_steps, seed=seed),
-        generation=_validated(GenerationParams, samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_p=top_p, seed=seed),
-        scale=_validated(ScaleParams, shards=shards, dask_address=dask_address))
+    load_prompts(params.prompts_file)
     from flows.nightly import nightly
     from flows.prefect_env import hide_user_error_tracebacks
 
@@ -101,79 +119,82 @@ def run(
         console.print_json(summary.model_dump(mode="json"))
         return
     console.out.print(console.summary_table(summary))
-    console.out.print(f"\nData, models and the drafts database are in {summary.home}")
-    console.out.print("Review the drafts:  [bold]draftflow review list --status pending[/]", highlight=False)
+    console.out.print(f"\nData, models and the drafts database are in {summary.home}", markup=False)
+    console.out.print(f"Review the drafts:  {console.command('review list --status pending')}", markup=False)
 
 
 @app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, NAME=PATH or 'python-stdlib-docs'.")],
-    text_field: Annotated[str, typer.Option(help="Text field (JSON/JSONL) or column (CSV/Parquet).")] = "text",
-    include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).")] = None,
-    split: Annotated[str, typer.Option(help="Split .txt/.md/.rst files: none, headings or separator.")] = "none",
-    separator: Annotated[str, typer.Option(help="Separator for --split separator.")] = "\n---\n",
+    config: Annotated[Path | None, _config(IngestOptions)] = None,
+    text_field: Annotated[str | None, option(IngestOptions, "text_field")] = None,
+    include: Annotated[list[str] | None, option(IngestOptions, "include", help="Only files matching this glob "
+                                                                                "(repeatable).")] = None,
+    exclude: Annotated[list[str] | None, option(IngestOptions, "exclude", help="Skip files matching this glob "
+                                                                                "(repeatable).")] = None,
+    split: Annotated[str | None, option(IngestOptions, "split")] = None,
+    separator: Annotated[str | None, option(IngestOptions, "separator")] = None,
 ) -> None:
     """Bring corpus/raw up to date: new and changed files are read, unchanged ones carried over."""
     _stage_logging()
-    from tasks.ingest.params import IngestOptions
     from tasks.ingest.stage import ingest_corpus
 
-    # the shell passes "\n" literally: turn the two common escapes into characters
-    separator = separator.replace("\\n", "\n").replace("\\t", "\t")
-    options = _validated(IngestOptions, text_field=text_field, include=include or [], exclude=exclude or [],
-                         split=split, separator=separator)
+    if separator is not None:  # the shell passes "\n" literally: turn the two common escapes into characters
+        separator = separator.replace("\\n", "\n").replace("\\t", "\t")
+    options = build(IngestOptions, config, text_field=("--text-field", text_field),
+                    include=("--include", include or None), exclude=("--exclude", exclude or None),
+                    split=("--split", split), separator=("--separator", separator))
     ref = ingest_corpus(paths, _settings(), options)
     _print_stats("ingest", ref.path, ref.stats)
 
 
 @app.command()
 def clean(
-    config: Annotated[Path | None, typer.Option(help="JSON file with CleanParams (thresholds, per_source, ...).")]
-    = None,
-    min_words: Annotated[int | None, typer.Option(help="Override the default min_words threshold.")] = None,
-    languages: Annotated[str | None, typer.Option(help="Allowed languages for the default thresholds, "
-                                                       "comma-separated (empty = any).")] = None,
-    near_dedup: Annotated[bool, typer.Option(help="MinHash near-duplicate removal.")] = True,
+    config: Annotated[Path | None, _config(CleanParams)] = None,
+    min_words: Annotated[int | None, option(QualityThresholds, "min_words", help="Gopher: minimum words, for "
+                                                                                  "sources without their own "
+                                                                                  "thresholds.")] = None,
+    languages: Annotated[str | None, typer.Option(help="Allowed languages for sources without their own thresholds,"
+                                                       " comma-separated; empty keeps any \\[default: en].")] = None,
+    near_dedup: Annotated[bool | None, option(CleanParams, "dedup_near", "--near-dedup/--no-near-dedup")] = None,
 ) -> None:
     """Repair, filter (Gopher/C4/FineWeb), scrub PII and deduplicate corpus/raw into corpus/clean."""
     _stage_logging()
     from storage.refs import dataset_ref
-    from tasks.clean.params import CleanParams
     from tasks.clean.stage import clean_corpus
 
     settings = _settings()
-    params = _load_json_model(CleanParams, config) if config else CleanParams()
-    thresholds = params.thresholds.model_copy(update={
-        **({"min_words": min_words} if min_words is not None else {}),
-        **({"allowed_languages": [x for x in languages.split(",") if x]} if languages is not None else {})})
-    params = params.model_copy(update={"thresholds": thresholds, "dedup_near": near_dedup and params.dedup_near})
+    allowed = [x.strip() for x in languages.split(",") if x.strip()] if languages is not None else None
+    params = build(CleanParams, config, dedup_near=("--near-dedup", near_dedup),
+                   **{"thresholds.min_words": ("--min-words", min_words),
+                      "thresholds.allowed_languages": ("--languages", allowed)})
     raw = dataset_ref(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
     ref = clean_corpus(raw, settings, params)
     _print_stats("clean", ref.path, ref.stats)
     for row in ref.report:
         console.out.print(f"  {row['step']:<12} {row['documents']:>7} docs {row['megabytes']:>8} MB "
                           f"{row['seconds']:>7.2f} s  dropped {row['dropped']}  {row['reasons']}",
-                          highlight=False, soft_wrap=True)
+                          markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
 def tokenize(
     base_model: BaseModelOpt = None,
-    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size (scratch).")] = 8192,
-    block_size: Annotated[int, typer.Option(help="Tokens per training block.")] = 256,
+    config: Annotated[Path | None, _config(TokenizeParams)] = None,
+    vocab_size: Annotated[int | None, option(TokenizeParams, "vocab_size")] = None,
+    block_size: Annotated[int | None, option(TokenizeParams, "block_size")] = None,
 ) -> None:
     """Train (or reuse the base model's) tokenizer and pack corpus/clean into token blocks."""
     _stage_logging()
     from storage.refs import dataset_ref
     from tasks.models import resolve_base_model
-    from tasks.tokenize.params import TokenizeParams
     from tasks.tokenize.stage import prepare_and_tokenize
 
     settings = _settings()
+    params = build(TokenizeParams, config, vocab_size=("--vocab-size", vocab_size),
+                   block_size=("--block-size", block_size))
     cleaned = dataset_ref(settings.clean_dir, "clean corpus", "run `draftflow clean` first")
-    base = resolve_base_model(base_model, _db())
-    ref = prepare_and_tokenize(cleaned, base, settings, TokenizeParams(vocab_size=vocab_size, block_size=block_size))
+    ref = prepare_and_tokenize(cleaned, resolve_base_model(base_model, _db()), settings, params)
     _print_stats("tokenize", ref.path, {"tokens": ref.tokens, "train_blocks": ref.train_blocks,
                                         "val_blocks": ref.val_blocks, "vocab_size": ref.tokenizer.vocab_size})
 
@@ -181,29 +202,27 @@ def tokenize(
 @app.command()
 def finetune(
     base_model: BaseModelOpt = None,
-    max_minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
-    max_steps: Annotated[int, typer.Option(help="Training budget in optimizer steps.")] = 5000,
     run_id: Annotated[str | None, typer.Option(help="Resume this run from its last checkpoint.")] = None,
-    config: Annotated[Path | None, typer.Option(help="JSON file with TrainParams (size, schedule, budget).")]
-    = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batches.")] = 1234,
+    config: Annotated[Path | None, _config(TrainParams)] = None,
+    max_minutes: Annotated[float | None, option(TrainParams, "max_minutes")] = None,
+    max_steps: Annotated[int | None, option(TrainParams, "max_steps")] = None,
+    seed: Annotated[int | None, option(TrainParams, "seed")] = None,
 ) -> None:
     """Train on the latest tokenized corpus and register a new model version (torchrun-ready)."""
     _stage_logging()
     from storage.runs import finish_run, start_run
     from tasks.models import resolve_base_model
     from tasks.tokenize.stage import latest_tokens
-    from tasks.train.params import TrainParams
+    from tasks.train.distributed import TorchrunEnv
     from tasks.train.stage import train_model
 
     settings, db = _settings(), _db()
+    params = build(TrainParams, config, max_minutes=("--max-minutes", max_minutes),
+                   max_steps=("--max-steps", max_steps), seed=("--seed", seed))
     tokens = latest_tokens(settings)
     base = resolve_base_model(base_model, db)
     run_id = run_id or uuid.uuid4().hex
-    loaded = _load_json_model(TrainParams, config) if config else TrainParams()
-    params = _validated(TrainParams, **{**loaded.model_dump(), "max_minutes": max_minutes, "max_steps": max_steps,
-                                        "seed": seed})
-    lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 records and prints
+    lead = TorchrunEnv().rank == 0  # under torchrun only rank 0 records and prints
     if lead:
         start_run(db, run_id, "finetune", params.model_dump())
     with console.progress_bar("fine-tune") as progress:
@@ -214,7 +233,7 @@ def finetune(
                                               "train_loss": round(model.train_loss or 0, 4),
                                               "val_loss": round(model.val_loss or 0, 4),
                                               "promoted": model.promoted})
-        console.out.print(model.promotion, highlight=False)
+        console.out.print(model.promotion, markup=False, highlight=False)
 
 
 @app.command()
@@ -225,29 +244,30 @@ def generate(
     category: Annotated[str | None, typer.Option(help="With --prompts-from-db: only this category.")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (v0003); default: the latest.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run: only missing drafts are made.")] = None,
-    samples_per_prompt: Annotated[int, typer.Option(help="Drafts per prompt.")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="New tokens per draft at most.")] = 64,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 0.8,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    seed: Annotated[int, typer.Option(help="Run seed.")] = 1234,
+    config: Annotated[Path | None, _config(GenerationParams)] = None,
+    samples_per_prompt: Annotated[int | None, option(GenerationParams, "samples_per_prompt")] = None,
+    max_new_tokens: Annotated[int | None, option(GenerationParams, "max_new_tokens")] = None,
+    temperature: Annotated[float | None, option(GenerationParams, "temperature")] = None,
+    top_p: Annotated[float | None, option(GenerationParams, "top_p")] = None,
+    seed: Annotated[int | None, option(GenerationParams, "seed")] = None,
 ) -> None:
     """Write drafts for every prompt with a registered model and put them in the review queue."""
     _stage_logging()
     from storage.refs import ModelRef
     from storage.registry import get_model_version, latest_model_version
     from storage.runs import finish_run, start_run
-    from tasks.generate.params import GenerationParams
     from tasks.generate.prompts import load_prompts, prompts_from_table
     from tasks.generate.stage import generate_drafts
     from tasks.review.stage import corpus_index, queue_run
 
     db = _db()
+    params = build(GenerationParams, config, samples_per_prompt=("--samples-per-prompt", samples_per_prompt),
+                   max_new_tokens=("--max-new-tokens", max_new_tokens), temperature=("--temperature", temperature),
+                   top_p=("--top-p", top_p), seed=("--seed", seed))
     rows = prompts_from_table(db, category) if prompts_from_db else load_prompts(prompts)
     info = get_model_version(db, model) if model else latest_model_version(db)
     if info is None:
         raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")
-    params = _validated(GenerationParams, samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens,
-                        temperature=temperature, top_p=top_p, seed=seed)
     run_id = run_id or uuid.uuid4().hex
     start_run(db, run_id, "generate", params.model_dump())
     with console.progress_bar("generate") as progress:
@@ -259,7 +279,7 @@ def generate(
                                                "drafts_skipped": result.drafts_skipped,
                                                "queued": queued.queued, "flagged": queued.flagged,
                                                "tokens_per_second": round(result.tokens_per_second)})
-    console.out.print("Review them:  [bold]draftflow review list --status pending[/]")
+    console.out.print(f"Review them:  {console.command('review list --status pending')}", markup=False)
 
 
 @app.command()
@@ -270,10 +290,10 @@ def setup(gpu_slots: Annotated[int, typer.Option(min=1, help="Fine-tunes that ma
 
     hide_user_error_tracebacks()
     done = setup_all(_settings(), gpu_slots)
-    console.out.print(f"database ready: {done['database']}", highlight=False)
+    console.out.print(f"database ready: {done['database']}", markup=False, highlight=False)
     limit = done["gpu_limit"]
     console.out.print(f"Prefect concurrency limit on tag '{limit['tag']}': {limit['concurrency_limit']} "
-                      f"({limit['api']})", highlight=False)
+                      f"({limit['api']})", markup=False, highlight=False)
 
 
 @app.command("serve")
@@ -287,11 +307,12 @@ def serve_prefect(
 
     done = serve(_settings(), port=port, gpu_slots=gpu_slots, workers=not no_workers)
     out = console.out
-    out.print(f"Prefect UI: {done['ui']}  (API {done['api']})", highlight=False)
-    out.print("deployments: " + ", ".join(done["deployments"]), highlight=False)
-    out.print(f"logs and pids: {done['state']}; `draftflow stop` ends them", highlight=False)
+    out.print(f"Prefect UI: {done['ui']}  (API {done['api']})", markup=False, highlight=False)
+    out.print("deployments: " + ", ".join(done["deployments"]), markup=False, highlight=False)
+    out.print(f"logs and pids: {done['state']}; `draftflow stop` ends them", markup=False, highlight=False)
     out.print("trigger a night now: PREFECT_API_URL=" + done["api"] + " .venv/bin/prefect deployment run "
-              "draftflow-nightly/nightly --param params='{\"training\": {\"max_minutes\": 1}}'", highlight=False)
+              "draftflow-nightly/nightly --param params='{\"training\": {\"max_minutes\": 1}}'",
+              markup=False, highlight=False)
 
 
 @app.command("stop")
@@ -300,7 +321,7 @@ def stop_prefect() -> None:
     from flows.serve import stop
 
     stopped = stop(_settings())
-    console.out.print("stopped " + (", ".join(stopped) if stopped else "nothing (none was running)"))
+    console.out.print("stopped " + (", ".join(stopped) if stopped else "nothing (none was running)"), markup=False)
 
 
 @app.command()
@@ -311,32 +332,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     print_status(_db(), as_json)
 
 
-def _validated(model: type[M], **values: object) -> M:
-    """Build a parameter model; a bad value is a one-line user error, not a pydantic traceback."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise DraftflowError(f"invalid {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    """`field.path: message` of the first problem pydantic found."""
-    first = exc.errors()[0]
-    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
-
-
-def _load_json_model(model: type[M], path: Path) -> M:
-    try:
-        return model.model_validate_json(path.read_text())
-    except OSError as exc:
-        raise DraftflowError(f"cannot read '{path}': {exc.strerror}") from None
-    except ValidationError as exc:
-        raise DraftflowError(f"'{path}': {_first_error(exc)}") from None
-
-
 def _print_stats(stage: str, where: str, stats: dict[str, object]) -> None:
     body = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items())
-    console.out.print(f"[bold]{stage}[/] → {where}: {body}", highlight=False, soft_wrap=True)
+    console.out.print(f"{stage} → {where}: {body}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -346,7 +344,7 @@ def main() -> None:
     except DraftflowError as exc:
         console.fail(str(exc))
     except ValidationError as exc:  # a parameter out of its bounds, wherever it was checked
-        console.fail(f"invalid {_first_error(exc)}")
+        console.fail(f"invalid {first_problem(exc)}")
     except KeyboardInterrupt:
         console.fail("interrupted", code=130)
 

@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from flows import console
+from flows.cli_options import option
+from storage.accounts import DeskSettings
 from storage.db import Database, open_database
 from storage.errors import DraftflowError
 from storage.models import Draft
@@ -263,17 +265,16 @@ def reasons(
 
 @review_app.command("config")
 def config(
-    required_reviews: Annotated[int | None, typer.Option(min=1, help="Approvals a draft needs.")] = None,
-    lease_minutes: Annotated[int | None, typer.Option(min=1, help="How long a claim lasts without a heartbeat.")]
-    = None,
+    required_reviews: Annotated[int | None, option(DeskSettings, "required_reviews")] = None,
+    lease_minutes: Annotated[int | None, option(DeskSettings, "lease_minutes")] = None,
 ) -> None:
     """Show or change the desk settings."""
-    from storage.accounts import desk_setting, set_desk_setting
+    from storage.accounts import desk_setting, set_desk_settings
 
     db = _db()
-    for key, value in (("required_reviews", required_reviews), ("lease_minutes", lease_minutes)):
-        if value is not None:
-            set_desk_setting(db, key, value)
+    given = {"required_reviews": required_reviews, "lease_minutes": lease_minutes}
+    set_desk_settings(db, {key: value for key, value in given.items() if value is not None})
+    for key in given:
         console.out.print(f"{key} = {desk_setting(db, key)}")
 
 

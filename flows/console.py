@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from tasks.progress import Progress as ProgressFn
 
@@ -45,8 +48,23 @@ def progress_bar(description: str) -> Iterator[ProgressFn]:
         yield update
 
 
+def command(args: str) -> str:
+    """`draftflow ARGS` as the user can type it: plain `draftflow` when that is on PATH and is this
+    installation, else the path of this installation's script (e.g. `.venv/bin/draftflow`)."""
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    mine = script if script is not None and script.name == "draftflow" else Path(sys.prefix) / "bin" / "draftflow"
+    found = shutil.which("draftflow")
+    if found and Path(found).resolve() == mine.resolve():
+        return f"draftflow {args}"
+    try:
+        shown = mine.relative_to(Path.cwd())
+    except ValueError:
+        shown = mine
+    return f"{shown} {args}"
+
+
 def summary_table(s: RunSummary) -> Table:
-    table = Table(title=f"draftflow nightly run {s.run_id}", show_header=False, title_justify="left")
+    table = Table(title=Text(f"draftflow nightly run {s.run_id}"), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     ranked = sorted(s.rejected_by_reason.items(), key=lambda kv: -kv[1])
@@ -67,10 +85,11 @@ def summary_table(s: RunSummary) -> Table:
         ("  flagged", f"{s.drafts_flagged}" + (f"  ({', '.join(f'{k} {v}' for k, v in s.flags.items())})"
                                               if s.flags else "")),
         ("Review queue", ", ".join(f"{k} {v}" for k, v in sorted(s.queue.items()))),
+        ("Cached stages", ", ".join(s.cached_stages) or "none (inputs changed)"),
         ("Stage seconds", ", ".join(f"{k} {v:.0f}" for k, v in s.seconds.items())),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, Text(value))  # data, never markup: a "[/]" in a reason or path stays text
     return table
 
 

@@ -10,10 +10,11 @@ import uuid
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows.prefect_tasks import fine_tune
 from storage.db import open_database
+from storage.params import Params
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
@@ -22,7 +23,7 @@ from tasks.tokenize.stage import latest_tokens
 from tasks.train.params import TrainParams
 
 
-class FinetuneParams(BaseModel):
+class FinetuneParams(Params):
     base_model: str | None = Field(None, description="Empty: continue from the latest version; or 'scratch', "
                                                      "a version (v0003), a local folder or a hub id.")
     home: str | None = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
-
-FORMAT_ENV = "DRAFTFLOW_LOG_FORMAT"
 
 
 def run_ids() -> dict[str, str | None]:
@@ -34,7 +31,9 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging() -> None:
     """Install the JSON handler on the `draftflow` logger when asked for (idempotent)."""
-    if os.environ.get(FORMAT_ENV, "text").lower() != "json":
+    from storage.settings import Settings
+
+    if Settings().log_format != "json":
         return
     logger = logging.getLogger("draftflow")
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):

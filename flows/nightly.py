@@ -75,7 +75,7 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
     params = params or NightlyParams()
     settings = Settings.from_env(params.home)
     db = open_database(settings.database_url)
-    run_id = flow_run.get_id() or uuid.uuid4().hex
+    run_id = params.run_id or flow_run.get_id() or uuid.uuid4().hex
     start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
     seconds: dict[str, float] = {}
     try:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from storage.params import Params
 from tasks.clean.params import CleanParams
 from tasks.generate.params import GenerationParams
 from tasks.ingest.params import IngestOptions
@@ -16,7 +17,7 @@ from tasks.train.params import TrainParams
 DEFAULT_CORPUS = "python-stdlib-docs"
 
 
-class ScaleParams(BaseModel):
+class ScaleParams(Params):
     """Sharding of the CPU-heavy stages (clean, tokenize, draft checks) over a Dask cluster."""
 
     shards: int = Field(1, ge=1, le=4096, description="1 runs each stage in this process; more splits it "
@@ -26,7 +27,7 @@ class ScaleParams(BaseModel):
     workers: int | None = Field(None, ge=1, le=256, description="Workers of the local cluster; empty = one per core.")
 
 
-class NightlyParams(BaseModel):
+class NightlyParams(Params):
     """Everything a nightly run needs; each section belongs to one stage."""
 
     corpus: list[str] = Field(
@@ -40,6 +41,9 @@ class NightlyParams(BaseModel):
         None, description="Empty: continue from the latest model version (scratch if none). "
                           "'scratch', a version (v0003), a local folder or a hub id.")
     home: str | None = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
+    run_id: str | None = Field(
+        None, description="Start a killed run again under its id: fine-tune resumes from its checkpoint and only "
+                          "the missing drafts are written; empty = this flow run's id.")
     clean: CleanParams = Field(default_factory=CleanParams)
     tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
     training: TrainParams = Field(default_factory=TrainParams)

@@ -24,7 +24,9 @@ def configure_prefect_env() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    logging.getLogger("draftflow").setLevel(os.environ.get("DRAFTFLOW_LOG_LEVEL", "INFO").upper())
+    from storage.settings import Settings
+
+    logging.getLogger("draftflow").setLevel(Settings().log_level)
     from flows.logs import configure_logging
 
     configure_logging()

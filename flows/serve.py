@@ -32,7 +32,9 @@ def serve(settings: Settings, port: int = 4200, gpu_slots: int = 1, workers: boo
     state = settings.home / "serve"
     state.mkdir(parents=True, exist_ok=True)
     env = _env(settings, state)
-    api = os.environ.get("PREFECT_API_URL")
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
     if api:
         _wait_healthy(api, seconds=10)
     else:

@@ -16,11 +16,12 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows.params import DEFAULT_CORPUS
 from flows.prefect_tasks import clean, generate, ingest, queue_for_review, sweep_leases, tokenize
 from storage.db import open_database
+from storage.params import Params
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
@@ -34,7 +35,7 @@ from tasks.tokenize.params import TokenizeParams
 HomeField = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
 
 
-class PrepareParams(BaseModel):
+class PrepareParams(Params):
     corpus: list[str] = Field(default_factory=lambda: [DEFAULT_CORPUS],
                               description="Files, folders (`NAME=PATH`) or 'python-stdlib-docs'.")
     ingest: IngestOptions = Field(default_factory=IngestOptions)
@@ -44,7 +45,7 @@ class PrepareParams(BaseModel):
     tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
 
 
-class GenerateFlowParams(BaseModel):
+class GenerateFlowParams(Params):
     model: str | None = Field(None, description="A model version (v0003); empty = the latest promoted one.")
     prompts_file: str | None = Field(None, description="Prompts file; empty = the shipped defaults.")
     home: str | None = HomeField
@@ -52,7 +53,7 @@ class GenerateFlowParams(BaseModel):
     checks: CheckParams = Field(default_factory=CheckParams)
 
 
-class MaintenanceParams(BaseModel):
+class MaintenanceParams(Params):
     home: str | None = HomeField
 
 

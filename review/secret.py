@@ -12,18 +12,30 @@ import os
 import secrets
 from pathlib import Path
 
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from storage.errors import DraftflowError
 from storage.settings import Settings
 
 SECRET_ENV = "DRAFTFLOW_DESK_SECRET"
+
+
+class DeskSecretEnv(BaseSettings):
+    """`DRAFTFLOW_DESK_SECRET`: kept apart from `Settings`, which travels as a parameter to Prefect tasks."""
+
+    model_config = SettingsConfigDict(env_prefix="DRAFTFLOW_", extra="ignore")
+
+    desk_secret: SecretStr | None = None
+
 SECRET_FILE = "desk-secret"
 MIN_SECRET = 32  # characters: shorter keys make forged session cookies a matter of brute force
 
 
 def resolve_secret(database_url: str, secret_key: str | None = None) -> str:
-    key = secret_key or os.environ.get(SECRET_ENV)
+    configured = DeskSecretEnv().desk_secret
+    key = secret_key or (configured.get_secret_value() if configured else None)
     if key:
         if len(key) < MIN_SECRET:
             raise DraftflowError(f"the desk's secret key must have at least {MIN_SECRET} characters "

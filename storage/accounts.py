@@ -10,17 +10,30 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import Field, ValidationError
 from sqlalchemy import select
 
 from storage.db import Database
 from storage.errors import DraftflowError, NotFoundError
 from storage.models import DeskSetting, Editor, RejectionReason
+from storage.params import Params, first_problem
 
 ROLES = ("editor", "admin")
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
-DESK_DEFAULTS: dict[str, Any] = {"required_reviews": 1, "lease_minutes": 15}
+
+
+class DeskSettings(Params):
+    """Desk-wide settings an admin changes; the CLI (`review config`) and the web form validate with these bounds."""
+
+    required_reviews: int = Field(1, ge=1, le=10,
+                                  description="Approvals by different editors a draft needs before it is approved.")
+    lease_minutes: int = Field(15, ge=1, le=24 * 60,
+                               description="How long a claimed draft stays with its editor without a heartbeat.")
+
+
+DESK_DEFAULTS: dict[str, Any] = DeskSettings().model_dump()
 
 
 def create_editor(db: Database, name: str, password: str, role: str = "editor") -> Editor:
@@ -117,12 +130,18 @@ def desk_setting(db: Database, key: str) -> Any:
 
 
 def set_desk_setting(db: Database, key: str, value: int) -> None:
-    if key not in DESK_DEFAULTS:
-        raise DraftflowError(f"unknown desk setting {key!r} (one of: {', '.join(DESK_DEFAULTS)})")
-    if not isinstance(value, int) or value < 1:
-        raise DraftflowError(f"{key} must be a whole number >= 1")
+    set_desk_settings(db, {key: value})
+
+
+def set_desk_settings(db: Database, values: dict[str, Any]) -> None:
+    """Change desk settings, all or none, checked against `DeskSettings` (its bounds are the only ones)."""
+    try:
+        DeskSettings.model_validate(values, strict=True)
+    except ValidationError as exc:
+        raise DraftflowError(f"desk setting {first_problem(exc, DeskSettings)}") from None
     with db.transaction() as session:
-        session.merge(DeskSetting(key=key, value=value))
+        for key, value in values.items():
+            session.merge(DeskSetting(key=key, value=value))
 
 
 def _check_password(password: str) -> None:

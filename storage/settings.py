@@ -1,4 +1,5 @@
-"""Where draftflow keeps its data: one home folder, a database URL, and optionally the datasets elsewhere.
+"""Where draftflow keeps its data, from the environment (pydantic-settings): one home folder, a database
+URL, optionally the datasets elsewhere, and how the stages log.
 
 `DRAFTFLOW_HOME` (default `~/.draftflow`) holds corpora, tokens and models;
 `DRAFTFLOW_DATABASE_URL` (default: SQLite file `draftflow.db` in the home) holds drafts and runs.
@@ -6,37 +7,73 @@
 rejected) to another folder or to any fsspec URL (`s3://bucket/draftflow/corpus`);
 `DRAFTFLOW_TOKENS_URL` (default `$DRAFTFLOW_HOME/tokens`) does the same for the packed token blocks.
 Models, tokenizers, the n-gram index cache and the SQLite database always stay in the local home.
+`DRAFTFLOW_LOG_LEVEL` and `DRAFTFLOW_LOG_FORMAT` (`text` or `json`) shape the stage logs.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.locations import Location, location
 
-HOME_ENV = "DRAFTFLOW_HOME"
-DATABASE_URL_ENV = "DRAFTFLOW_DATABASE_URL"
-CORPUS_URL_ENV = "DRAFTFLOW_CORPUS_URL"
-TOKENS_URL_ENV = "DRAFTFLOW_TOKENS_URL"
+PREFIX = "DRAFTFLOW_"
+HOME_ENV = f"{PREFIX}HOME"
+DATABASE_URL_ENV = f"{PREFIX}DATABASE_URL"
+CORPUS_URL_ENV = f"{PREFIX}CORPUS_URL"
+TOKENS_URL_ENV = f"{PREFIX}TOKENS_URL"
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    database_url: str
+class Settings(BaseSettings):
+    """Arguments win over `DRAFTFLOW_*` environment variables, which win over the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
+
+    home: Path = Path("~/.draftflow")
+    database_url: str = ""  # empty: SQLite in the home
     corpus_url: str | None = None  # None: <home>/corpus
     tokens_url: str | None = None  # None: <home>/tokens
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
         """Settings from arguments, then environment, then defaults."""
-        home_path = Path(home or os.environ.get(HOME_ENV) or Path.home() / ".draftflow")
-        home_path = home_path.expanduser().resolve()
-        url = os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{home_path / 'draftflow.db'}"
-        return cls(home=home_path, database_url=url, corpus_url=_dataset_root(CORPUS_URL_ENV),
-                   tokens_url=_dataset_root(TOKENS_URL_ENV))
+        return cls(home=Path(home)) if home else cls()
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("corpus_url", "tokens_url")
+    @classmethod
+    def _dataset_root(cls, value: str | None) -> str | None:
+        """A URL as given; a plain path made absolute (workers may run in another directory)."""
+        if not value:
+            return None
+        where = location(value)
+        return str(where) if not isinstance(where, Path) else str(where.expanduser().resolve())
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'draftflow.db'}")
+        return self
 
     @property
     def corpus_dir(self) -> Location:
@@ -72,12 +109,3 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
-
-
-def _dataset_root(env: str) -> str | None:
-    """A URL as given; a plain path made absolute (workers may run in another directory)."""
-    value = os.environ.get(env)
-    if not value:
-        return None
-    where = location(value)
-    return str(where) if not isinstance(where, Path) else str(where.expanduser().resolve())

@@ -61,4 +61,4 @@ def worker_id() -> str:
 
 def worker_logging() -> None:
     """A Dask worker is a fresh process: give the stage loggers the level the flow's process uses."""
-    logging.getLogger("draftflow").setLevel(os.environ.get("DRAFTFLOW_LOG_LEVEL", "INFO").upper())
+    logging.getLogger("draftflow").setLevel(Settings().log_level)

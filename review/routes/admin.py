@@ -18,22 +18,23 @@ from review.security import AdminOnly, Db
 from storage.accounts import (
     DESK_DEFAULTS,
     ROLES,
+    DeskSettings,
     create_editor,
     desk_setting,
     list_editors,
     rejection_reasons,
-    set_desk_setting,
+    set_desk_settings,
     set_editor,
     set_password,
     set_rejection_reason,
 )
 from storage.db import Database
 from storage.errors import DraftflowError
+from storage.params import bounds
 
 router = APIRouter(prefix="/admin")
 
-SETTING_HELP = {"required_reviews": "Approvals by different editors a draft needs before it is approved.",
-                "lease_minutes": "How long a claimed draft stays with its editor without activity."}
+SETTING_HELP = {key: field.description or "" for key, field in DeskSettings.model_fields.items()}
 
 
 @router.get("")
@@ -119,10 +120,7 @@ def save_settings(request: Request, account: AdminOnly, db: Db, required_reviews
         for key, value in values.items():
             if value is None:
                 raise DraftflowError(f"{key} is needed")
-            if value < 1 or value > (10 if key == "required_reviews" else 24 * 60):
-                raise DraftflowError(f"{key} = {value} is out of range")
-        for key, value in values.items():
-            set_desk_setting(db, key, value)
+        set_desk_settings(db, values)  # checked against DeskSettings' bounds, all or none
     return _apply(request, "/admin/settings", save, "Desk settings saved.", lambda error: _settings(request, db, error))
 
 
@@ -149,6 +147,7 @@ def _reasons(request: Request, db: Database, error: str | None = None) -> Respon
 
 
 def _settings(request: Request, db: Database, error: str | None = None) -> Response:
-    values = [(key, desk_setting(db, key), SETTING_HELP.get(key, "")) for key in DESK_DEFAULTS]
+    values = [(key, desk_setting(db, key), SETTING_HELP.get(key, ""), bounds(DeskSettings, key))
+              for key in DESK_DEFAULTS]
     return render(request, "admin_settings.html", {"active": "admin", "tab": "settings", "settings": values},
                   status_code=400 if error else 200, error=error)

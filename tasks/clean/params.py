@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from storage.params import Params
 
 
-class QualityThresholds(BaseModel):
+class QualityThresholds(Params):
     """One source's thresholds; defaults are the published web-text values. None turns a rule off."""
 
     # Gopher quality
@@ -73,7 +75,7 @@ def short_form(source: str) -> SourceThresholds:
         max_dup_ngram_ratios=[0.25, 0.24, 0.23, 0.22, 0.21, 0.20], allowed_languages=[])
 
 
-class CleanParams(BaseModel):
+class CleanParams(Params):
     """Cleaning steps and thresholds; `per_source` overrides the defaults for named sources."""
 
     thresholds: QualityThresholds = Field(default_factory=QualityThresholds,

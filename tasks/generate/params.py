@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from storage.drafts import PromptRow
+from storage.params import Params
 
 
 @dataclass
@@ -23,7 +24,7 @@ class SampleSettings:
 OVERRIDABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "min_new_tokens", "stop")
 
 
-class GenerationParams(BaseModel):
+class GenerationParams(Params):
     """Run defaults; a prompt file's fields of the same names override them per prompt."""
 
     samples_per_prompt: int = Field(2, ge=1, le=100, description="Drafts per prompt.")

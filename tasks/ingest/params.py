@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from storage.params import Params
 
 
-class IngestOptions(BaseModel):
+class IngestOptions(Params):
     """How files are read; changing these re-reads every file on the next incremental run."""
 
     text_field: str = Field("text", description="Field (JSON/JSONL) or column (CSV/Parquet) holding the text.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from storage.params import Params
 
 
-class CheckParams(BaseModel):
+class CheckParams(Params):
     """When a draft is held (`flagged`) instead of entering the normal queue."""
 
     max_copied_span: int = Field(20, ge=1, description="Flag 'copied' when this many words in a row are in the corpus.")

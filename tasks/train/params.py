@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from storage.params import Params
 
 
-class TrainParams(BaseModel):
+class TrainParams(Params):
     """Model size (scratch only), optimizer, budget, evaluation and checkpoints."""
 
     n_layer: int = Field(4, ge=1, le=48, description="Transformer layers (scratch).")
