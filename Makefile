@@ -42,17 +42,20 @@ serve: $(STAMP)
 stop: $(STAMP)
 	$(BIN)/draftflow stop
 
-## lint + the whole test suite, slow end-to-end tests included (CI runs exactly this)
-test: system-deps $(STAMP)
-	$(BIN)/ruff check .
+## lint, format and type checks + the whole test suite, slow end-to-end tests included (CI runs exactly this)
+test: system-deps $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## the suite without the slow end-to-end tests
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+## ruff (lint and format) and mypy over the project's packages
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

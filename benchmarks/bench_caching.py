@@ -1,5 +1,5 @@
 """Prefect caching of the corpus stages: the prepare time of a night with unchanged inputs vs the
-first night's (wanted: <= 20%).
+first night's (target: <= 0.2x).
 
 Runs the `draftflow-prepare` flow (ingest → clean → tokenize) on the embedded corpus twice, in a
 fresh data home, on Prefect's temporary server (started and warmed up first, outside the timings).
@@ -12,7 +12,7 @@ import time
 
 from prefect import flow
 
-from benchmarks.common import fresh_settings
+from benchmarks.common import Targets, fresh_settings
 from flows.stages import PrepareParams, prepare_flow
 
 
@@ -31,7 +31,11 @@ def main() -> None:
         result = prepare_flow(params)
         timings.append(time.perf_counter() - started)
         print(f"{night} night: prepare took {timings[-1]:.2f} s; cached stages: {result['cached'] or 'none'}")
-    print(f"ratio second / first: {timings[1] / timings[0]:.1%}  (<= 20% wanted)")
+    targets = Targets()
+    targets.check("second night's prepare / first night's", timings[1] / timings[0], "<=", 0.2)
+    if result["cached"] != ["ingest", "clean", "tokenize"]:
+        targets.missed.append(f"cached stages {result['cached']}")
+    targets.finish()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
 """Generation throughput (new tokens/s) of the generate stage vs the classic loops, and the originality check.
 
-1. 32 prompts x 64 new tokens: the stage vs one prompt at a time with `model.generate` (wanted >= 7x).
-2. A realistic mix (prompts of 5-200 tokens, max 128 new tokens, EOS allowed): the stage vs one plain
-   batched, left-padded `model.generate` call over all prompts (wanted >= 1.3x).
-3. The originality check: index build time and size vs corpus size, and cost per draft.
-Same model (GPT-2 4x256, context 512, briefly trained so that it emits EOS), same prompts, one run.
+Every pair of contenders does the same work: the same prompts, and the same number of new tokens.
+1. 32 prompts x exactly 64 new tokens (sampling, min_new_tokens = 64): the stage vs one prompt at a
+   time with `model.generate`.                                               (target: >= 7x end to end)
+2. 32 prompts x <= 64 new tokens, EOS allowed, greedy: both write the same continuations, so the
+   same tokens; the stage vs one prompt at a time.                           (target: >= 3x end to end)
+3. A realistic mix (prompts of 5-200 tokens, <= 128 new tokens, EOS allowed, greedy): the stage vs one
+   plain batched, left-padded `model.generate` call over all prompts.      (target: >= 1.3x end to end)
+4. The originality check: index build time and size vs corpus size, and cost per draft.
+                                                 (targets: <= 1 ms per draft, <= 16 index bytes per word)
+Same model (GPT-2 4x256, context 512, briefly trained so that it emits EOS), one run. A pair whose
+new-token counts differ by more than 2% fails: then they did not do the same work.
 Run: .venv/bin/python -m benchmarks.bench_generate
 """
 
@@ -13,19 +19,20 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from benchmarks.common import fresh_settings, prepared_corpus
-from storage.db import open_database
+from benchmarks.common import Targets, fresh_settings, prepared_corpus
+from storage.db import Database, open_database
 from storage.drafts import PromptRow
 from storage.parquet_store import iter_batches
-from storage.refs import BaseModelSpec
+from storage.refs import BaseModelSpec, ModelRef
 from storage.runs import start_run
 from tasks.generate.params import GenerationParams
 from tasks.generate.stage import generate_drafts
 from tasks.models import load_causal_lm, load_tokenizer, pick_device
-from tasks.review.checks import NgramIndex, check_draft
+from tasks.review.checks import NgramIndex, check_draft, words_of
 from tasks.review.params import CheckParams
 from tasks.tokenize.bpe import prepare_tokenizer
 from tasks.tokenize.params import TokenizeParams
@@ -34,6 +41,7 @@ from tasks.train.params import TrainParams
 from tasks.train.stage import train_model
 
 SAMPLING = {"temperature": 0.8, "top_p": 0.95}
+GREEDY = {"temperature": 0.0}
 
 
 def new_tokens(rows: torch.Tensor, eos: int) -> int:
@@ -43,33 +51,42 @@ def new_tokens(rows: torch.Tensor, eos: int) -> int:
     return total
 
 
-def one_at_a_time(model, tokenizer, prompts: list[str], max_new: int, min_new: int = 0) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+def _hf_sampling(settings: dict[str, float]) -> dict[str, Any]:
+    if settings.get("temperature", 1.0) <= 0:
+        return {"do_sample": False}
+    return {"do_sample": True, **settings}
+
+
+def one_at_a_time(model: Any, tokenizer: Any, prompts: list[str], max_new: int, min_new: int = 0,
+                  sampling: dict[str, float] = SAMPLING) -> tuple[int, float]:
     started, total = time.perf_counter(), 0
     for text in prompts:
         ids = torch.tensor([[tokenizer.eos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]],
                            device=model.device)
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
-                             min_new_tokens=min_new, do_sample=True, pad_token_id=tokenizer.eos_token_id, **SAMPLING)
+                             min_new_tokens=min_new, pad_token_id=tokenizer.eos_token_id, **_hf_sampling(sampling))
         total += new_tokens(out[:, ids.shape[1]:], tokenizer.eos_token_id)
     return total, time.perf_counter() - started
 
 
-def one_batched_call(model, tokenizer, prompts: list[str], max_new: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+def one_batched_call(model: Any, tokenizer: Any, prompts: list[str], max_new: int,
+                     sampling: dict[str, float] = SAMPLING) -> tuple[int, float]:
     started = time.perf_counter()
     seqs = [[tokenizer.eos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in prompts]
     width = max(map(len, seqs))
     ids = torch.tensor([[tokenizer.eos_token_id] * (width - len(s)) + s for s in seqs], device=model.device)
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=True,
-                         pad_token_id=tokenizer.eos_token_id, **SAMPLING)
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new,
+                         pad_token_id=tokenizer.eos_token_id, **_hf_sampling(sampling))
     return new_tokens(out[:, width:], tokenizer.eos_token_id), time.perf_counter() - started
 
 
-def stage(model_ref, db, prompts: list[str], max_new: int, tag: str, model=None, min_new: int = 0) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+def stage(model_ref: ModelRef, db: Database, prompts: list[str], max_new: int, tag: str, model: Any = None,
+          min_new: int = 0, sampling: dict[str, float] = SAMPLING) -> tuple[int, float]:
     rows = [PromptRow(key=f"{tag}:{i}", text=t, category=None, source=tag) for i, t in enumerate(prompts)]
     run = f"{tag}-{time.monotonic_ns()}"
     start_run(db, run, "bench", {})
-    params = GenerationParams(samples_per_prompt=1, max_new_tokens=max_new, min_new_tokens=min_new, **SAMPLING)
+    params = GenerationParams(samples_per_prompt=1, max_new_tokens=max_new, min_new_tokens=min_new, **sampling)
     result = generate_drafts(model_ref, rows, params, db, run, model=model)
     return result.new_tokens, result.seconds
 
@@ -99,22 +116,33 @@ def main() -> None:
             "32 x 64 fixed: draftflow generate stage": stage(model_ref, db, short, 64, "fixed", min_new=64),
             "32 x 64 fixed: generate stage, model already loaded": stage(model_ref, db, short, 64, "fixed2", model,
                                                                          min_new=64),
-            "32 x <=64, EOS allowed: one prompt at a time": one_at_a_time(model, tokenizer, short, 64),
-            "32 x <=64, EOS allowed: draftflow generate stage": stage(model_ref, db, short, 64, "short"),
-            "mix 5-200 / 128: one batched model.generate call": one_batched_call(model, tokenizer, mixed, 128),
-            "mix 5-200 / 128: draftflow generate stage": stage(model_ref, db, mixed, 128, "mixed"),
-            "mix 5-200 / 128: generate stage, model already loaded": stage(model_ref, db, mixed, 128, "mixed2", model),
+            "32 x <=64 greedy, EOS allowed: one prompt at a time": one_at_a_time(model, tokenizer, short, 64,
+                                                                                 sampling=GREEDY),
+            "32 x <=64 greedy, EOS allowed: draftflow generate stage": stage(model_ref, db, short, 64, "short",
+                                                                             sampling=GREEDY),
+            "mix 5-200 / <=128 greedy: one batched model.generate call": one_batched_call(model, tokenizer, mixed, 128,
+                                                                                         sampling=GREEDY),
+            "mix 5-200 / <=128 greedy: draftflow generate stage": stage(model_ref, db, mixed, 128, "mixed",
+                                                                        sampling=GREEDY),
+            "mix 5-200 / <=128 greedy: generate stage, model already loaded": stage(model_ref, db, mixed, 128,
+                                                                                    "mixed2", model, sampling=GREEDY),
         }
     rates = {name: tokens_ / seconds for name, (tokens_, seconds) in results.items()}
     print(f"device: {device}")
     for name, (tokens_, seconds) in results.items():
-        print(f"  {name:<52} {tokens_:6d} new tokens in {seconds:6.2f} s = {rates[name]:7.1f} tokens/s")
+        print(f"  {name:<64} {tokens_:6d} new tokens in {seconds:6.2f} s = {rates[name]:7.1f} tokens/s")
     names = list(rates)
-    print(f"ratio stage / one-at-a-time, 32 x 64 fixed length: {rates[names[1]] / rates[names[0]]:.1f}x end to end, "
-          f"{rates[names[2]] / rates[names[0]]:.1f}x with the model loaded like the loop's  (>= 7 wanted)")
-    print(f"ratio stage / one-at-a-time, EOS allowed: {rates[names[4]] / rates[names[3]]:.1f}x")
-    print(f"ratio stage / one batched call (mix): {rates[names[6]] / rates[names[5]]:.2f}x end to end, "
-          f"{rates[names[7]] / rates[names[5]]:.2f}x with the model loaded like the call's  (>= 1.3 wanted)")
+    targets = Targets()
+    for baseline, contender in ((0, 1), (0, 2), (3, 4), (5, 6), (5, 7)):
+        ours, theirs = results[names[contender]][0], results[names[baseline]][0]
+        if abs(ours - theirs) > 0.02 * theirs:
+            targets.missed.append(f"same work: {names[contender]} wrote {ours} tokens, its baseline {theirs}")
+    targets.check("stage / one-at-a-time, 32 x 64 fixed, end to end", rates[names[1]] / rates[names[0]], ">=", 7)
+    print(f"  stage / one-at-a-time, 32 x 64 fixed, model already loaded: {rates[names[2]] / rates[names[0]]:.1f}x")
+    targets.check("stage / one-at-a-time, EOS allowed (greedy), end to end", rates[names[4]] / rates[names[3]],
+                  ">=", 3)
+    targets.check("stage / one batched call, mix (greedy), end to end", rates[names[6]] / rates[names[5]], ">=", 1.3)
+    print(f"  stage / one batched call, mix, model already loaded: {rates[names[7]] / rates[names[5]]:.2f}x")
 
     # The originality index against corpus size: the clean corpus cut to a quarter, a half and all of it.
     import pyarrow as pa
@@ -129,14 +157,18 @@ def main() -> None:
         index = NgramIndex.build(subset)
         build = time.perf_counter() - started
         mb = corpus_mb * share
-        print(f"originality index: {mb:.2f} MB corpus -> built in {build:.2f} s, {index.nbytes / 1e6:.1f} MB "
-              f"({index.nbytes / 1e6 / mb:.1f} MB per corpus MB)")
+        words = sum(len(words_of(t)) for t in texts[:int(len(texts) * share)])
+        print(f"originality index: {mb:.2f} MB corpus -> built in {build:.2f} s, {index.nbytes / 1e6:.2f} MB "
+              f"({index.nbytes / 1e6 / mb:.2f} MB per corpus MB, {index.nbytes / words:.1f} bytes per word)")
+    targets.check("originality index bytes per corpus word", index.nbytes / words, "<=", 16, unit=" B")
     drafts = [t[:600] for t in rng.sample(texts, 200)]
     started = time.perf_counter()
     for d in drafts:
         check_draft(d, index, CheckParams())
     per_draft = (time.perf_counter() - started) / len(drafts)
-    print(f"all checks (originality, repetition, PII, blocklist, length): {1000 * per_draft:.2f} ms per draft")
+    targets.check("all checks of one draft (originality, repetition, PII, blocklist, length)", 1000 * per_draft,
+                  "<=", 1.0, unit=" ms")
+    targets.finish()
 
 
 if __name__ == "__main__":

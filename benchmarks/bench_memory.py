@@ -6,7 +6,7 @@ The larger corpus is the default repeated 10 times with changes, in two variants
 - "all-changed": every document of every copy loses a word and gains a marker, so short documents
   stop being near duplicates and the kept set grows ~8x (the dedup index must grow with it).
 Each run is a fresh process; peak RSS comes from getrusage.
-Run: .venv/bin/python -m benchmarks.bench_memory      (wanted: peak RSS grows by at most 1.25x)
+Run: .venv/bin/python -m benchmarks.bench_memory      (target: peak RSS grows by at most 1.25x)
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def run(sources: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
+    from benchmarks.common import Targets
+
+    targets = Targets()
     base = run(["python-stdlib-docs"])
     print(f"default corpus:      {base['raw']:>6} documents ingested, {base['kept']:>5} kept, "
           f"{base['tokens']:>8} tokens, peak RSS {base['peak_mb']:.0f} MB")
@@ -74,8 +77,9 @@ def main() -> None:
         size_mb = sum(p.stat().st_size for p in big_dir.iterdir()) / 1e6
         big = run([f"python-stdlib-docs={big_dir}"])  # same source name: the same thresholds apply
         print(f"10x {variant + ':':<16} {big['raw']:>6} documents ingested ({size_mb:.1f} MB of JSONL), "
-              f"{big['kept']:>5} kept, {big['tokens']:>8} tokens, peak RSS {big['peak_mb']:.0f} MB "
-              f"-> ratio {big['peak_mb'] / base['peak_mb']:.2f} (<= 1.25 wanted)")
+              f"{big['kept']:>5} kept, {big['tokens']:>8} tokens, peak RSS {big['peak_mb']:.0f} MB")
+        targets.check(f"peak RSS, 10x {variant} / default corpus", big["peak_mb"] / base["peak_mb"], "<=", 1.25)
+    targets.finish()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
-"""Shared set-up for the benchmarks: a throwaway data home with the default corpus ingested and cleaned."""
+"""Shared set-up for the benchmarks: a throwaway data home with the default corpus, timing, and targets.
+
+Every script compares the stage with a baseline in the same run, prints each figure with its
+target, and exits 1 when a target is missed (`Targets.finish`).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flows.prefect_env import configure_prefect_env
@@ -29,13 +36,32 @@ def prepared_corpus(settings: Settings, sources: list[str] | None = None) -> tup
     return raw, clean_corpus(raw, settings)
 
 
-def best_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
-    """Fastest of several runs: the least disturbed measurement on a shared machine."""
-    import time
+def seconds(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+
+def best_of(runs: int, fn: Callable[[], object]) -> float:
+    """Fastest of several runs: the least disturbed measurement on a shared machine."""
+    return min(seconds(fn) for _ in range(runs))
+
+
+class Targets:
+    """Each figure against its target; `finish()` exits 1 when any was missed."""
+
+    def __init__(self) -> None:
+        self.missed: list[str] = []
+
+    def check(self, what: str, value: float, wanted: str, target: float, unit: str = "x") -> bool:
+        met = value >= target if wanted == ">=" else value <= target
+        print(f"  target {'met   ' if met else 'MISSED'}: {what} = {value:.3g}{unit} (wanted {wanted} {target}{unit})")
+        if not met:
+            self.missed.append(what)
+        return met
+
+    def finish(self) -> None:
+        if self.missed:
+            print(f"missed {len(self.missed)} target(s): {'; '.join(self.missed)}")
+            sys.exit(1)
+        print("all targets met")

@@ -31,7 +31,9 @@ class PrefectProgress:
         now = time.monotonic()
         percent = min(100.0, 100.0 * done / total) if total else 100.0
         if self._artifact is None:
-            self._artifact = create_progress_artifact(percent, key=self.key, description=self.description)
+            created = create_progress_artifact(percent, key=self.key, description=self.description)
+            assert isinstance(created, UUID)  # called from sync code: the sync variant, not a coroutine
+            self._artifact = created
         elif now - self._last >= self.interval_s or done >= total:
             update_progress_artifact(self._artifact, percent, description=f"{self.description}: {message}")
         else:

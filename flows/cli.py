@@ -14,6 +14,7 @@ configure_prefect_env()  # before anything imports Prefect
 
 import os  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated  # noqa: E402
 
@@ -332,7 +333,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     print_status(_db(), as_json)
 
 
-def _print_stats(stage: str, where: str, stats: dict[str, object]) -> None:
+def _print_stats(stage: str, where: str, stats: Mapping[str, object]) -> None:
     body = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items())
     console.out.print(f"{stage} → {where}: {body}", markup=False, highlight=False, soft_wrap=True)
 

@@ -40,19 +40,20 @@ def _cached(cached: list[str], stage: str, task: Any, *args: Any) -> Any:
     return task.with_options(refresh_cache=True)(*args)  # the output was removed or replaced: redo it
 
 
-def _finetune_deployment(params: NightlyParams, settings: Settings, db: Any) -> ModelRef:
+def _finetune_deployment(deployment: str, params: NightlyParams, settings: Settings, db: Any) -> ModelRef:
     """Fine-tune on the GPU pool: start the deployment, wait for it, read the version it registered."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     from flows.finetune_flow import FinetuneParams
     from storage.models import Run
 
     job = FinetuneParams(base_model=params.base_model, home=str(settings.home), training=params.training)
-    finished = run_deployment(params.finetune_deployment, parameters={"params": job.model_dump(mode="json")},
-                              timeout=None)
+    finished = run_deployment(deployment, parameters={"params": job.model_dump(mode="json")}, timeout=None)
+    assert isinstance(finished, FlowRun)  # called from a sync flow: the sync variant
     if finished.state is None or not finished.state.is_completed():
         state = finished.state.name if finished.state else "unknown"
-        raise DraftflowError(f"fine-tune deployment {params.finetune_deployment} ended {state} "
+        raise DraftflowError(f"fine-tune deployment {deployment} ended {state} "
                              f"(flow run {finished.id}); see its logs in the Prefect UI")
     with db.session() as session:
         run = session.get(Run, str(finished.id))
@@ -106,8 +107,9 @@ def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
     tokens = _timed(seconds, "tokenize",
                     lambda: _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
                     if scale.shards == 1 else tokenize_stage(cleaned, base, settings, params.tokenize, scale))
+    deployment = params.finetune_deployment
     model = _timed(seconds, "fine_tune",
-                   lambda: _finetune_deployment(params, settings, db) if params.finetune_deployment
+                   lambda: _finetune_deployment(deployment, params, settings, db) if deployment
                    else fine_tune(tokens, base, params.training, settings, run_id))
     generated = _timed(seconds, "generate",
                        lambda: generate(model, params.prompts_file, params.generation, settings, run_id))

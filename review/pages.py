@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import jinja2
 from fastapi import Request
@@ -21,6 +21,10 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+@overload
+def as_utc(at: datetime) -> datetime: ...
+@overload
+def as_utc(at: None) -> None: ...
 def as_utc(at: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every time the desk stores is UTC."""
     if at is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, tuple_, update
@@ -62,7 +63,7 @@ def insert_drafts(db: Database, rows: Iterable[dict[str, Any]]) -> int:
         return len(session.execute(_insert_ignoring_duplicates(session, rows).returning(Draft.id)).all())
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> Any:
     dialect = session.get_bind().dialect.name
     now = utcnow()
     values = [{"created_at": now, "updated_at": now, "version": 1, "scores": {},
@@ -125,7 +126,7 @@ def transition(
             _explain_refusal(session, draft_id, action, allowed_from, expected_version, actor)
         session.add(ReviewEvent(draft_id=draft_id, actor=actor, action=action,
                                 from_status=before, to_status=to_status or before, note=note))
-        return session.get(Draft, draft_id, populate_existing=True)
+        return reloaded_draft(session, draft_id)
 
 
 def _explain_refusal(session: Session, draft_id: int, action: str,
@@ -149,12 +150,20 @@ def _past(action: str) -> str:
         action, action + "ed")
 
 
+def reloaded_draft(session: Session, draft_id: int) -> Draft:
+    """The draft as the database has it now (a row this transaction just wrote exists)."""
+    draft = session.get(Draft, draft_id, populate_existing=True)
+    if draft is None:
+        raise NotFoundError(f"draft {draft_id} does not exist")
+    return draft
+
+
 def get_draft(db: Database, draft_id: int) -> tuple[Draft, Prompt, list[ReviewEvent]]:
     with db.session() as session:
         draft = session.get(Draft, draft_id)
         if draft is None:
             raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
-        prompt = session.get(Prompt, draft.prompt_id)
+        prompt = session.get_one(Prompt, draft.prompt_id)  # a foreign key: every draft has its prompt
         events = list(session.scalars(
             select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id)))
         return draft, prompt, events
@@ -243,9 +252,7 @@ def query_drafts(db: Database, where: DraftFilter, after: tuple[str, int] | None
     return rows, cursor
 
 
-def _parse_cursor_time(value: str):  # type: ignore[no-untyped-def]
-    from datetime import datetime
-
+def _parse_cursor_time(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError as exc:

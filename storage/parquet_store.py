@@ -191,7 +191,7 @@ def part_files(directory: PathOrURL) -> list[Location]:
     """The data files in read order: globbed in a folder, listed by the manifest at a URL."""
     where = location(directory)
     if isinstance(where, Path):
-        return sorted(where.glob("part-*.parquet"))  # type: ignore[return-value]
+        return list(sorted(where.glob("part-*.parquet")))
     manifest = read_manifest(where)
     return [where / part for part in manifest.get("parts", [])] if manifest else []
 

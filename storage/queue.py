@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
 
 from storage.db import Database
+from storage.drafts import reloaded_draft
 from storage.errors import ConflictError, DraftflowError, NotFoundError
 from storage.models import Draft, DraftStatus, ReviewEvent, utcnow
 
@@ -91,7 +93,7 @@ def release(db: Database, draft_id: int, editor: str) -> Draft:
             _refuse(session, draft_id, editor, "release")
         session.add(ReviewEvent(draft_id=draft_id, actor=editor, action="release",
                                 from_status=DraftStatus.IN_REVIEW.value, to_status=back))
-        return session.get(Draft, draft_id, populate_existing=True)
+        return reloaded_draft(session, draft_id)
 
 
 def sweep_expired(db: Database, now: datetime | None = None) -> int:
@@ -116,7 +118,7 @@ def sweep_expired(db: Database, now: datetime | None = None) -> int:
     return swept
 
 
-def _origin_queue(session, draft_id: int) -> str:  # type: ignore[no-untyped-def]
+def _origin_queue(session: Session, draft_id: int) -> str:
     """The queue a claimed draft came from: flagged drafts go back to the flagged queue."""
     note = session.scalar(select(ReviewEvent.note).where(
         ReviewEvent.draft_id == draft_id, ReviewEvent.action == "claim").order_by(ReviewEvent.id.desc()).limit(1))
@@ -127,7 +129,7 @@ def _queue_note(queue: str) -> str:
     return f"from the {queue} queue"
 
 
-def _refuse(session, draft_id: int, editor: str, what: str) -> None:  # type: ignore[no-untyped-def]
+def _refuse(session: Session, draft_id: int, editor: str, what: str) -> None:
     draft = session.get(Draft, draft_id)
     if draft is None:
         raise NotFoundError(f"draft {draft_id} does not exist")

@@ -38,8 +38,8 @@ def seed_drafts(db: Database, n: int, status: str = "pending", run_id: str = "ni
             prompts.append(prompt)
         s.flush()
         version_id, prompt_ids = version.id, [(p.id, p.category) for p in prompts]
-        first = s.scalar(sa.select(sa.func.coalesce(sa.func.max(Draft.sample_index), -1))
-                         .where(Draft.run_id == run_id)) + 1
+        first = s.execute(sa.select(sa.func.coalesce(sa.func.max(Draft.sample_index), -1))
+                          .where(Draft.run_id == run_id)).scalar_one() + 1
     for lo in range(0, n, chunk):
         rows = []
         for i in range(lo, min(n, lo + chunk)):

@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from storage.refs import ModelRef
+
 # Tests never reach a model hub: fail fast instead of retrying the network for ~45 s.
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Prefect's own state (profiles, the test harness database) stays out of the user's ~/.prefect.
@@ -92,7 +94,7 @@ def prompts_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tiny_model(settings: Settings, db: Database, corpus_dir: Path):  # type: ignore[no-untyped-def]
+def tiny_model(settings: Settings, db: Database, corpus_dir: Path) -> ModelRef:
     """A real (tiny) model trained on the test corpus and registered as v0001."""
     from storage.refs import BaseModelSpec
     from tasks.clean.stage import clean_corpus

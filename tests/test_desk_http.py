@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from review.app import create_app
@@ -32,12 +33,12 @@ def seeded(db: Database) -> Seeded:
 
 
 @pytest.fixture
-def app(db: Database, seeded: Seeded):  # type: ignore[no-untyped-def]
+def app(db: Database, seeded: Seeded) -> FastAPI:
     return create_app(db.url, secret_key=SECRET)
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
 
@@ -120,7 +121,7 @@ def test_wrong_password_and_inactive_editors_are_refused(client: TestClient, db:
     assert response.status_code == 400
 
 
-def test_deactivating_or_resetting_an_editor_ends_their_session(app, db: Database) -> None:  # type: ignore[no-untyped-def]
+def test_deactivating_or_resetting_an_editor_ends_their_session(app: FastAPI, db: Database) -> None:
     with TestClient(app) as ed, TestClient(app) as boss:
         sign_in(ed, EDITOR)
         sign_in(boss, ADMIN)
@@ -283,7 +284,7 @@ def test_a_stale_edit_shows_the_conflict(client: TestClient, db: Database) -> No
     assert empty.status_code == 400 and "empty" in empty.text
 
 
-def test_decisions_need_the_claim(app, db: Database, seeded: Seeded) -> None:  # type: ignore[no-untyped-def]
+def test_decisions_need_the_claim(app: FastAPI, db: Database, seeded: Seeded) -> None:
     with TestClient(app) as ed, TestClient(app) as kim:
         sign_in(ed, EDITOR)
         sign_in(kim, OTHER_EDITOR)

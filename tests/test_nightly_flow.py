@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -68,7 +69,7 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
             key=ArtifactFilterKey(any_=["fine-tune-progress", "generate-progress"])))
         assert {a.key for a in progress} == {"fine-tune-progress", "generate-progress"}
         assert all(a.type == "progress" and a.data == 100 for a in progress)
-        def by_key(key: str) -> list:  # type: ignore[type-arg]
+        def by_key(key: str) -> list[Any]:
             return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
         assert "data:image/png;base64," in by_key("fine-tune-loss-curve")[0].data

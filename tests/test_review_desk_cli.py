@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,7 +16,7 @@ from testkit.queue_seed import seed_drafts
 from tests.cli_helpers import run_cli
 
 
-def as_json(capsys: pytest.CaptureFixture[str], *args: str):  # type: ignore[no-untyped-def]
+def as_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     result = run_cli(capsys, *args, "--json")
     assert result.code == 0, result.err
     return json.loads(result.out)

@@ -9,7 +9,7 @@ import pytest
 
 from storage.errors import DraftflowError
 from storage.parquet_store import schema_metadata
-from storage.refs import BaseModelSpec
+from storage.refs import BaseModelSpec, DatasetRef
 from storage.settings import Settings
 from tasks.clean.stage import clean_corpus
 from tasks.ingest.stage import ingest_corpus
@@ -21,7 +21,7 @@ from tasks.train.stage import read_blocks
 from tests.tiny import TOKENIZE
 
 
-def _clean(settings: Settings, corpus_dir: Path):  # type: ignore[no-untyped-def]
+def _clean(settings: Settings, corpus_dir: Path) -> DatasetRef:
     return clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
 
 

@@ -20,6 +20,8 @@ def run_migrations_online() -> None:
     # `alembic -x url=... upgrade head` from a shell
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
         "sqlalchemy.url")
+    if not url:
+        raise SystemExit("give the database: alembic -x url=<SQLAlchemy URL> upgrade head")
     engine = create_engine(url)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)

@@ -28,10 +28,10 @@ class QualityThresholds(Params):
     max_dup_line_char_ratio: float | None = Field(0.2, description="Share of characters in repeated lines.")
     max_dup_para_char_ratio: float | None = Field(0.2, description="Share of characters in repeated paragraphs.")
     max_top_ngram_ratios: list[float | None] = Field(
-        default_factory=lambda: [0.20, 0.18, 0.16],
+        default_factory=lambda: list[float | None]([0.20, 0.18, 0.16]),
         description="Share of characters in the most frequent 2-, 3-, 4-gram.")
     max_dup_ngram_ratios: list[float | None] = Field(
-        default_factory=lambda: [0.15, 0.14, 0.13, 0.12, 0.11, 0.10],
+        default_factory=lambda: list[float | None]([0.15, 0.14, 0.13, 0.12, 0.11, 0.10]),
         description="Share of characters in repeated 5- to 10-grams.")
     # C4
     drop_lorem_ipsum: bool = Field(True, description="C4: drop documents with 'lorem ipsum' in a sentence line.")

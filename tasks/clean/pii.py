@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Callable
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w])")
 # International or national numbers with separators: +1 415 555 0100, (020) 7946 0958, 555-867-5309.
@@ -31,9 +32,9 @@ def scrub_pii(text: str) -> tuple[str, Counter[str]]:
     """
     counts: Counter[str] = Counter()
 
-    def replace(kind: str, keep: object = None):  # type: ignore[no-untyped-def]
+    def replace(kind: str, keep: Callable[[str], bool] | None = None) -> Callable[[re.Match[str]], str]:
         def _sub(match: re.Match[str]) -> str:
-            if callable(keep) and keep(match.group(0)):
+            if keep is not None and keep(match.group(0)):
                 return match.group(0)
             counts[kind] += 1
             return PLACEHOLDERS[kind]

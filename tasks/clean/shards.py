@@ -27,7 +27,7 @@ from storage.schemas import FLOAT_SCORES, INT_SCORES, RAW_SCHEMA
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
 from tasks.clean.stage import STAGE, clean_fingerprint, with_score_types, write_clean_outputs
-from tasks.clean.steps import STEPS, Cleaner, StepStats
+from tasks.clean.steps import STEPS, Cleaner, Outcome, StepStats, Verdict
 from tasks.shards import Shard, worker_id
 
 log = logging.getLogger("draftflow.clean")
@@ -48,8 +48,6 @@ SHARD_SCHEMA = pa.schema([
     pa.field("reason", pa.string()),
     pa.field("detail", pa.string()),
 ], metadata={"draftflow.dataset": "clean-shard"})
-Verdict = tuple[str, str | None]
-Outcome = tuple[dict[str, Any], dict[str, Any] | None, Verdict | None]  # raw row, clean row, verdict
 
 
 class CleanShardResult(BaseModel):

@@ -19,7 +19,7 @@ from storage.refs import DatasetRef
 from storage.schemas import CLEAN_SCHEMA, FLOAT_SCORES, INT_SCORES, REJECTED_SCHEMA
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
-from tasks.clean.steps import Cleaner
+from tasks.clean.steps import Cleaner, Outcome
 
 log = logging.getLogger("draftflow.clean")
 STAGE = "clean"
@@ -39,9 +39,6 @@ def clean_corpus(raw: DatasetRef, settings: Settings, params: CleanParams | None
 def clean_fingerprint(raw: DatasetRef, params: CleanParams) -> str:
     """The fingerprint of corpus/clean made from `raw` with `params` by this code version."""
     return fingerprint(raw.fingerprint, params.model_dump(), CODE_VERSION)
-
-
-Outcome = tuple[dict[str, Any], "dict[str, Any] | None", "tuple[str, str] | None"]
 
 
 def write_clean_outputs(raw: DatasetRef, settings: Settings, params: CleanParams, cleaner: Cleaner,

@@ -20,6 +20,10 @@ from tasks.clean.params import CleanParams
 from tasks.clean.pii import scrub_pii
 from tasks.clean.quality import first_failure, score_document
 
+# (reason, detail) of a rejection; a step returns None to keep the document
+Verdict = tuple[str, str | None]
+# (the raw row, the clean row or None, the rejection or None): what a stage writes for each document
+Outcome = tuple[dict[str, Any], dict[str, Any] | None, Verdict | None]
 STEPS = ("normalize", "language", "quality", "pii", "exact_dedup", "near_dedup")
 
 
@@ -70,7 +74,7 @@ class Cleaner:
         self.exact = ExactDeduper()
         self.near = NearDeduper(params.near_threshold, params.num_perm, params.shingle_words)
 
-    def run(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[str, str | None] | None]:
+    def run(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, Verdict | None]:
         """(clean row, None) to keep, or (None, (reason, detail)) to reject."""
         doc: dict[str, Any] = {"text": row["text"]}
         verdict = self.run_steps(row, doc, STEPS)
@@ -79,7 +83,7 @@ class Cleaner:
         return {**row, "text": doc["text"], "language": doc["language"], **doc["scores"]}, None
 
     def run_steps(self, row: dict[str, Any], doc: dict[str, Any],
-                  steps: Iterable[str]) -> tuple[str, str | None] | None:
+                  steps: Iterable[str]) -> Verdict | None:
         """Some of the steps, in order, on one document (the sharded clean runs them in two parts),
         counted per step; the first rejection's (reason, detail), or None."""
         for name in steps:
@@ -94,11 +98,11 @@ class Cleaner:
                 return verdict
         return None
 
-    def _normalize(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+    def _normalize(self, row: dict[str, Any], doc: dict[str, Any]) -> Verdict | None:
         doc["text"] = normalize_text(doc["text"], self.params.fix_unicode)
         return ("empty", "no text after normalization") if not doc["text"] else None
 
-    def _language(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+    def _language(self, row: dict[str, Any], doc: dict[str, Any]) -> Verdict | None:
         doc["language"], doc["language_score"] = identify(doc["text"])
         t = self.params.for_source(row["source"])
         if t.allowed_languages and doc["language"] not in t.allowed_languages:
@@ -107,7 +111,7 @@ class Cleaner:
             return "language", f"{doc['language']} probability {doc['language_score']:.2f} < {t.min_language_score}"
         return None
 
-    def _quality(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+    def _quality(self, row: dict[str, Any], doc: dict[str, Any]) -> Verdict | None:
         doc["scores"] = {**score_document(doc["text"]), "language_score": doc["language_score"]}
         return first_failure(doc["scores"], self.params.for_source(row["source"]))
 
@@ -118,11 +122,11 @@ class Cleaner:
         doc["scores"].update({f"pii_{kind}": counts.get(kind, 0) for kind in ("email", "phone", "ip")})
         return None
 
-    def _exact_dedup(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+    def _exact_dedup(self, row: dict[str, Any], doc: dict[str, Any]) -> Verdict | None:
         first = self.exact.check(row["doc_id"], doc["text"]) if self.params.dedup_exact else None
         return ("duplicate", f"duplicate of {first}") if first else None
 
-    def _near_dedup(self, row: dict[str, Any], doc: dict[str, Any]) -> tuple[str, str] | None:
+    def _near_dedup(self, row: dict[str, Any], doc: dict[str, Any]) -> Verdict | None:
         match = self.near.check(row["doc_id"], doc["text"]) if self.params.dedup_near else None
         return ("near_duplicate", f"near-duplicate of {match[0]} (Jaccard {match[1]:.2f})") if match else None
 

@@ -129,11 +129,15 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: Gener
     return rows, total
 
 
-def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int, context: int) -> list[int]:
-    """Model input ids: a document start, then the templated prompt's tail that fits the context."""
+def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int,
+                  context: int | None) -> list[int]:
+    """Model input ids: a document start, then the templated prompt's tail that fits the context
+    (the whole prompt when the model does not say how long its context is)."""
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    keep = max(1, context - max_new_tokens - 1)
-    return [start_id, *tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"][-keep:]]
+    ids = tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"]
+    if context is not None:
+        ids = ids[-max(1, context - max_new_tokens - 1):]
+    return [start_id, *ids]
 
 
 def draft_text(tokenizer: Any, prompt_text: str, out: Output, stop: list[str]) -> str:

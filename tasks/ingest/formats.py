@@ -30,7 +30,7 @@ def parse_text(source: str, file: str, text: str, kind: str, split: str, separat
                default_title: str) -> Iterator[SourceRecord]:
     """Plain text, Markdown or reStructuredText: one document, or one per section / separator."""
     if split == "separator" and separator:
-        parts = [(None, part) for part in text.split(separator)]
+        parts: list[tuple[str | None, str]] = [(None, part) for part in text.split(separator)]
     elif split == "headings":
         parts = _split_headings(text, kind)
     else:
@@ -66,7 +66,7 @@ def _split_headings(text: str, kind: str) -> list[tuple[str | None, str]]:
             starts.append((i, line.strip()))
     if not starts:
         return [(None, text)]
-    sections = [(None, "".join(lines[: starts[0][0]]))] if starts[0][0] > 0 else []
+    sections: list[tuple[str | None, str]] = [(None, "".join(lines[: starts[0][0]]))] if starts[0][0] > 0 else []
     bounds = [s for s, _ in starts] + [len(lines)]
     for (start, title), end in zip(starts, bounds[1:], strict=True):
         sections.append((title, "".join(lines[start:end])))
@@ -163,7 +163,7 @@ def parse_csv(source: str, file: str, stream: io.TextIOBase, text_field: str) ->
         uri = f"{file}#row{row_number}"
         row_number += 1
         text = row.get(text_field)
-        if None in row or any(v is None for v in row.values()):
+        if None in row or any(v is None for v in row.values()) or text is None:
             yield SourceRecord(source, file, uri, None, reason="bad_csv",
                                detail=f"line {reader.line_num}: {len(row)} fields do not match the header")
             continue

@@ -144,8 +144,8 @@ def read_file(source: str, path: Path, options: IngestOptions) -> Iterator[Sourc
         yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))
 
 
-def _open_binary(path: Path, compressed: bool) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if compressed else path.open("rb")  # type: ignore[return-value]
+def _open_binary(path: Path, compressed: bool) -> gzip.GzipFile | io.BufferedReader:
+    return gzip.GzipFile(path, "rb") if compressed else path.open("rb")
 
 
 def _read_text(path: Path, compressed: bool) -> tuple[str | None, tuple[str, str]]:

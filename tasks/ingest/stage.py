@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.errors import DraftflowError
 from storage.fingerprint import code_version, fingerprint
+from storage.locations import Location
 from storage.parquet_store import DatasetWriter, iter_batches, read_sidecar
 from storage.refs import DatasetRef
 from storage.schemas import FILE_INDEX_SCHEMA, RAW_SCHEMA, REJECTED_SCHEMA
@@ -36,12 +38,22 @@ FILE_INDEX = "_files.parquet"
 CODE_VERSION = code_version(Path(__file__).parent, Path(__file__).parents[1] / "text.py")
 
 
+class FileEntry(TypedDict):
+    """One row of the file index: a file's content hash and what it produced."""
+
+    file: str
+    source: str
+    hash: str
+    documents: int
+    rejected: int
+
+
 @dataclass
 class _Tally:
     files: Counter[str] = field(default_factory=Counter)  # new / changed / unchanged / removed
     reasons: Counter[str] = field(default_factory=Counter)
     documents_read: int = 0
-    index: dict[str, dict[str, object]] = field(default_factory=dict)  # file -> FILE_INDEX row
+    index: dict[str, FileEntry] = field(default_factory=dict)  # file -> its FILE_INDEX row
 
 
 def ingest_corpus(sources: Sequence[str], settings: Settings, options: IngestOptions | None = None) -> DatasetRef:
@@ -106,7 +118,7 @@ def _plan(specs: Sequence[SourceSpec], options: IngestOptions, previous: dict[st
     return plan
 
 
-def _carry_over(old_dir: Path, writer: DatasetWriter, files: list[str]) -> Counter[str]:
+def _carry_over(old_dir: Location, writer: DatasetWriter, files: list[str]) -> Counter[str]:
     """Copy the previous snapshot's rows of unchanged files, batch by batch (Arrow, no Python rows).
 
     Returns the carried rows' rejection reasons (when the dataset has them), for the snapshot counts.
@@ -124,11 +136,12 @@ def _carry_over(old_dir: Path, writer: DatasetWriter, files: list[str]) -> Count
     return reasons
 
 
-def _carried_index(settings: Settings, files: list[str]) -> list[dict[str, object]]:
+def _carried_index(settings: Settings, files: list[str]) -> list[FileEntry]:
     table = read_sidecar(settings.raw_dir, FILE_INDEX)
     if table is None or not files:
         return []
-    return table.filter(pc.is_in(table.column("file"), value_set=pa.array(files))).to_pylist()
+    rows = table.filter(pc.is_in(table.column("file"), value_set=pa.array(files))).to_pylist()
+    return [cast(FileEntry, row) for row in rows]  # the rows of FILE_INDEX_SCHEMA
 
 
 def _read_unit(unit: Unit, raw: DatasetWriter, rejected: DatasetWriter, now: datetime, tally: _Tally) -> None:
@@ -137,11 +150,11 @@ def _read_unit(unit: Unit, raw: DatasetWriter, rejected: DatasetWriter, now: dat
         if record.reason:
             tally.reasons[record.reason] += 1
             rejected.write_row(_rejected_row(record, now))
-            entry["rejected"] += 1  # type: ignore[operator]
+            entry["rejected"] += 1
         else:
             raw.write_row(_raw_row(record, now))
             tally.documents_read += 1
-            entry["documents"] += 1  # type: ignore[operator]
+            entry["documents"] += 1
 
 
 def _stats(documents: int, rejected: int, tally: _Tally) -> dict[str, int]:

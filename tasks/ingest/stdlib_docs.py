@@ -11,6 +11,7 @@ import ast
 import os
 import sysconfig
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from tasks.ingest.records import SourceRecord
@@ -35,10 +36,9 @@ def iter_stdlib_units(source: str = "python-stdlib-docs") -> Iterator[Unit]:
             path = Path(dirpath) / name
             module = _public_module_name(root, path)
             if module == "pydoc_data.topics":
-                yield Unit(source, path.as_posix(), path, lambda p=path: _topic_records(source, p))
+                yield Unit(source, path.as_posix(), path, partial(_topic_records, source, path))
             elif module:
-                yield Unit(source, path.as_posix(), path,
-                           lambda p=path, m=module: _docstring_records(source, root, p, m))
+                yield Unit(source, path.as_posix(), path, partial(_docstring_records, source, root, path, module))
 
 
 def iter_stdlib_docs(source: str = "python-stdlib-docs") -> Iterator[SourceRecord]:

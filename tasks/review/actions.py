@@ -8,9 +8,11 @@ in storage.queue.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from storage.accounts import check_rejection_reason, desk_setting
 from storage.db import Database
@@ -100,7 +102,8 @@ def history(db: Database, draft_id: int) -> list[dict[str, Any]]:
     with db.session() as session:
         comments = list(session.scalars(select(Comment).where(Comment.draft_id == draft_id)))
         revisions = list(session.scalars(select(DraftRevision).where(DraftRevision.draft_id == draft_id)))
-    items = [{"at": e.at, "kind": "event", "actor": e.actor, "action": e.action, "from": e.from_status,
+    items: list[dict[str, Any]] = [
+        {"at": e.at, "kind": "event", "actor": e.actor, "action": e.action, "from": e.from_status,
               "to": e.to_status, "note": e.note} for e in events]
     items += [{"at": c.at, "kind": "comment", "actor": c.author, "action": "comment", "from": None, "to": None,
                "note": c.body} for c in comments]
@@ -121,14 +124,16 @@ def revisions(db: Database, draft_id: int) -> list[dict[str, Any]]:
         {"version": r.version, "editor": r.editor, "text": r.text, "at": r.at.isoformat()} for r in rows]
 
 
-def _last_text_change(session, draft_id: int):  # type: ignore[no-untyped-def]
+def _last_text_change(session: Session, draft_id: int) -> datetime:
     """When the draft's text last changed (approvals count from there)."""
     last = session.scalar(select(DraftRevision.at).where(DraftRevision.draft_id == draft_id)
                           .order_by(DraftRevision.version.desc()).limit(1))
-    return last if last is not None else session.scalar(select(Draft.created_at).where(Draft.id == draft_id))
+    if last is not None:
+        return last
+    return session.execute(select(Draft.created_at).where(Draft.id == draft_id)).scalar_one()
 
 
-def _naive(at):  # type: ignore[no-untyped-def]
+def _naive(at: datetime) -> datetime:
     return at.replace(tzinfo=None)
 
 

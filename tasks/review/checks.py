@@ -126,7 +126,7 @@ def check_draft(text: str, index: NgramIndex | None, params: CheckParams) -> tup
         flags.append("copied")
     if scores["repetition"] > params.max_repetition:
         flags.append("repetitive")
-    if params.flag_pii and sum(pii.values()):
+    if params.flag_pii and any(pii.values()):
         flags.append("pii")
     flags += [f"blocklist:{term}" for term in params.blocklist
               if re.search(rf"(?<!\w){re.escape(term.lower())}(?!\w)", lowered)]

@@ -63,7 +63,7 @@ class Checkpointer:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             (tmp / "state.json").write_text(json.dumps(asdict(state)))
         barrier()
-        rng = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, tmp / f"rng-{self.rank}.pt")

@@ -67,6 +67,8 @@ def wrap_ddp(model: Any, device: torch.device) -> Any:
 
 
 def share_from_rank0(ref: ModelRef | None) -> ModelRef:
-    box = [ref]
+    box: list[Any] = [ref]
     torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]  # type: ignore[return-value]
+    shared = box[0]
+    assert isinstance(shared, ModelRef), "rank 0 registered no model version"
+    return shared
