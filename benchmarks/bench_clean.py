@@ -42,8 +42,12 @@ def quality(texts: list[str], targets: Targets) -> None:
     )
 
     thresholds = QualityThresholds()  # the web defaults; C4: lorem ipsum on, braces and sentences off
-    filters = [GopherQualityFilter(), GopherRepetitionFilter(), FineWebQualityFilter(),
-               C4QualityFilter(filter_curly_bracket=False, min_num_sentences=-1)]
+    filters = [
+        GopherQualityFilter(),
+        GopherRepetitionFilter(),
+        FineWebQualityFilter(),
+        C4QualityFilter(filter_curly_bracket=False, min_num_sentences=-1),
+    ]
 
     def ours() -> int:
         return sum(first_failure(score_document(t), thresholds) is None for t in texts)
@@ -116,15 +120,18 @@ def index_memory(texts: list[str], targets: Targets) -> None:
     template = MinHash(num_perm=112)
     signatures = []
     for text in texts:
-        signature = MinHash(num_perm=112, hashfunc=_identity, permutations=template.permutations,
-                            scheme=template.scheme)
+        signature = MinHash(
+            num_perm=112, hashfunc=_identity, permutations=template.permutations, scheme=template.scheme
+        )
         signature.update_batch(_hashes(shingles(text, 5)).tolist())
         signatures.append(signature)
     theirs = MinHashLSH(threshold=0.6, num_perm=112, weights=(0.2, 0.8))  # the band layout NearDeduper uses
     ours = _BandIndex(theirs.b, theirs.r)
     usage = {}
-    for name, insert in (("datasketch MinHashLSH", lambda i, s: theirs.insert(str(i), s)),
-                         ("our band tables", lambda i, s: ours.insert(ours.keys(s.hashvalues), i))):
+    for name, insert in (
+        ("datasketch MinHashLSH", lambda i, s: theirs.insert(str(i), s)),
+        ("our band tables", lambda i, s: ours.insert(ours.keys(s.hashvalues), i)),
+    ):
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         for i, signature in enumerate(signatures):
@@ -134,8 +141,12 @@ def index_memory(texts: list[str], targets: Targets) -> None:
     print(f"LSH index memory for {len(signatures)} documents ({theirs.b} bands of {theirs.r} rows):")
     for name, value in usage.items():
         print(f"  {name:<22} {value / 1024:6.2f} KB per document")
-    targets.check("our index / datasketch's (bytes per document)",
-                  usage["our band tables"] / usage["datasketch MinHashLSH"], "<=", 0.5)
+    targets.check(
+        "our index / datasketch's (bytes per document)",
+        usage["our band tables"] / usage["datasketch MinHashLSH"],
+        "<=",
+        0.5,
+    )
 
 
 def whole_stage() -> None:
@@ -146,20 +157,31 @@ def whole_stage() -> None:
     ref = clean_corpus(raw, settings, CleanParams())
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     megabytes = ref.report[0]["megabytes"]
-    print(f"whole clean stage: {raw.rows} documents, {megabytes:.2f} MB in, {ref.rows} kept: {cpu:.2f} CPU-s "
-          f"({wall:.2f} s wall) = {megabytes / cpu:.2f} MB per CPU-second")
+    print(
+        f"whole clean stage: {raw.rows} documents, {megabytes:.2f} MB in, {ref.rows} kept: {cpu:.2f} CPU-s "
+        f"({wall:.2f} s wall) = {megabytes / cpu:.2f} MB per CPU-second"
+    )
     print(f"  {'step':<12} {'docs in':>8} {'MB in':>7} {'seconds':>8} {'MB/s':>7} {'dropped':>8}")
     for step in ref.report:
         rate = step["megabytes"] / step["seconds"] if step["seconds"] else float("inf")
-        print(f"  {step['step']:<12} {step['documents']:>8} {step['megabytes']:>7.2f} {step['seconds']:>8.2f} "
-              f"{rate:>7.2f} {step['dropped']:>8}")
+        print(
+            f"  {step['step']:<12} {step['documents']:>8} {step['megabytes']:>7.2f} {step['seconds']:>8.2f} "
+            f"{rate:>7.2f} {step['dropped']:>8}"
+        )
 
 
 def main() -> None:
     settings = fresh_settings("clean-parts")
     ingest_corpus(["python-stdlib-docs"], settings)
-    texts = [t for t in (normalize_text(t) for b in iter_batches(Path(settings.raw_dir), columns=["text"])
-                         for t in b.column("text").to_pylist()) if t]
+    texts = [
+        t
+        for t in (
+            normalize_text(t)
+            for b in iter_batches(Path(settings.raw_dir), columns=["text"])
+            for t in b.column("text").to_pylist()
+        )
+        if t
+    ]
     score_document("warm up the tokenizer.")
     targets = Targets()
     quality(texts, targets)

@@ -57,32 +57,59 @@ def _hf_sampling(settings: dict[str, float]) -> dict[str, Any]:
     return {"do_sample": True, **settings}
 
 
-def one_at_a_time(model: Any, tokenizer: Any, prompts: list[str], max_new: int, min_new: int = 0,
-                  sampling: dict[str, float] = SAMPLING) -> tuple[int, float]:
+def one_at_a_time(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new: int,
+    min_new: int = 0,
+    sampling: dict[str, float] = SAMPLING,
+) -> tuple[int, float]:
     started, total = time.perf_counter(), 0
     for text in prompts:
-        ids = torch.tensor([[tokenizer.eos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]],
-                           device=model.device)
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
-                             min_new_tokens=min_new, pad_token_id=tokenizer.eos_token_id, **_hf_sampling(sampling))
-        total += new_tokens(out[:, ids.shape[1]:], tokenizer.eos_token_id)
+        ids = torch.tensor(
+            [[tokenizer.eos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]], device=model.device
+        )
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new,
+            min_new_tokens=min_new,
+            pad_token_id=tokenizer.eos_token_id,
+            **_hf_sampling(sampling),
+        )
+        total += new_tokens(out[:, ids.shape[1] :], tokenizer.eos_token_id)
     return total, time.perf_counter() - started
 
 
-def one_batched_call(model: Any, tokenizer: Any, prompts: list[str], max_new: int,
-                     sampling: dict[str, float] = SAMPLING) -> tuple[int, float]:
+def one_batched_call(
+    model: Any, tokenizer: Any, prompts: list[str], max_new: int, sampling: dict[str, float] = SAMPLING
+) -> tuple[int, float]:
     started = time.perf_counter()
     seqs = [[tokenizer.eos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in prompts]
     width = max(map(len, seqs))
     ids = torch.tensor([[tokenizer.eos_token_id] * (width - len(s)) + s for s in seqs], device=model.device)
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new,
-                         pad_token_id=tokenizer.eos_token_id, **_hf_sampling(sampling))
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=max_new,
+        pad_token_id=tokenizer.eos_token_id,
+        **_hf_sampling(sampling),
+    )
     return new_tokens(out[:, width:], tokenizer.eos_token_id), time.perf_counter() - started
 
 
-def stage(model_ref: ModelRef, db: Database, prompts: list[str], max_new: int, tag: str, model: Any = None,
-          min_new: int = 0, sampling: dict[str, float] = SAMPLING) -> tuple[int, float]:
+def stage(
+    model_ref: ModelRef,
+    db: Database,
+    prompts: list[str],
+    max_new: int,
+    tag: str,
+    model: Any = None,
+    min_new: int = 0,
+    sampling: dict[str, float] = SAMPLING,
+) -> tuple[int, float]:
     rows = [PromptRow(key=f"{tag}:{i}", text=t, category=None, source=tag) for i, t in enumerate(prompts)]
     run = f"{tag}-{time.monotonic_ns()}"
     start_run(db, run, "bench", {})
@@ -97,10 +124,12 @@ def main() -> None:
     db = open_database(settings.database_url)
     _, clean = prepared_corpus(settings)
     tok_params = TokenizeParams(block_size=512)
-    tokens = tokenize_corpus(clean, prepare_tokenizer(clean, BaseModelSpec(kind="scratch"), settings, tok_params),
-                             settings, tok_params)
-    model_ref = train_model(tokens, BaseModelSpec(kind="scratch"), TrainParams(max_steps=40, eval_interval=40),
-                            db, settings)
+    tokens = tokenize_corpus(
+        clean, prepare_tokenizer(clean, BaseModelSpec(kind="scratch"), settings, tok_params), settings, tok_params
+    )
+    model_ref = train_model(
+        tokens, BaseModelSpec(kind="scratch"), TrainParams(max_steps=40, eval_interval=40), db, settings
+    )
     model, tokenizer = load_causal_lm(model_ref.path).to(device).eval(), load_tokenizer(model_ref.path)
     texts = [t for b in iter_batches(Path(clean.path), columns=["text"]) for t in b.column("text").to_pylist()]
     rng = random.Random(0)
@@ -114,18 +143,24 @@ def main() -> None:
         results = {
             "32 x 64 fixed: one prompt at a time (model.generate)": one_at_a_time(model, tokenizer, short, 64, 64),
             "32 x 64 fixed: draftflow generate stage": stage(model_ref, db, short, 64, "fixed", min_new=64),
-            "32 x 64 fixed: generate stage, model already loaded": stage(model_ref, db, short, 64, "fixed2", model,
-                                                                         min_new=64),
-            "32 x <=64 greedy, EOS allowed: one prompt at a time": one_at_a_time(model, tokenizer, short, 64,
-                                                                                 sampling=GREEDY),
-            "32 x <=64 greedy, EOS allowed: draftflow generate stage": stage(model_ref, db, short, 64, "short",
-                                                                             sampling=GREEDY),
-            "mix 5-200 / <=128 greedy: one batched model.generate call": one_batched_call(model, tokenizer, mixed, 128,
-                                                                                         sampling=GREEDY),
-            "mix 5-200 / <=128 greedy: draftflow generate stage": stage(model_ref, db, mixed, 128, "mixed",
-                                                                        sampling=GREEDY),
-            "mix 5-200 / <=128 greedy: generate stage, model already loaded": stage(model_ref, db, mixed, 128,
-                                                                                    "mixed2", model, sampling=GREEDY),
+            "32 x 64 fixed: generate stage, model already loaded": stage(
+                model_ref, db, short, 64, "fixed2", model, min_new=64
+            ),
+            "32 x <=64 greedy, EOS allowed: one prompt at a time": one_at_a_time(
+                model, tokenizer, short, 64, sampling=GREEDY
+            ),
+            "32 x <=64 greedy, EOS allowed: draftflow generate stage": stage(
+                model_ref, db, short, 64, "short", sampling=GREEDY
+            ),
+            "mix 5-200 / <=128 greedy: one batched model.generate call": one_batched_call(
+                model, tokenizer, mixed, 128, sampling=GREEDY
+            ),
+            "mix 5-200 / <=128 greedy: draftflow generate stage": stage(
+                model_ref, db, mixed, 128, "mixed", sampling=GREEDY
+            ),
+            "mix 5-200 / <=128 greedy: generate stage, model already loaded": stage(
+                model_ref, db, mixed, 128, "mixed2", model, sampling=GREEDY
+            ),
         }
     rates = {name: tokens_ / seconds for name, (tokens_, seconds) in results.items()}
     print(f"device: {device}")
@@ -139,8 +174,7 @@ def main() -> None:
             targets.missed.append(f"same work: {names[contender]} wrote {ours} tokens, its baseline {theirs}")
     targets.check("stage / one-at-a-time, 32 x 64 fixed, end to end", rates[names[1]] / rates[names[0]], ">=", 7)
     print(f"  stage / one-at-a-time, 32 x 64 fixed, model already loaded: {rates[names[2]] / rates[names[0]]:.1f}x")
-    targets.check("stage / one-at-a-time, EOS allowed (greedy), end to end", rates[names[4]] / rates[names[3]],
-                  ">=", 3)
+    targets.check("stage / one-at-a-time, EOS allowed (greedy), end to end", rates[names[4]] / rates[names[3]], ">=", 3)
     targets.check("stage / one batched call, mix (greedy), end to end", rates[names[6]] / rates[names[5]], ">=", 1.3)
     print(f"  stage / one batched call, mix, model already loaded: {rates[names[7]] / rates[names[5]]:.2f}x")
 
@@ -152,22 +186,29 @@ def main() -> None:
     for share in (0.25, 0.5, 1.0):
         subset = Path(settings.home) / f"subset-{share}"
         subset.mkdir()
-        pq.write_table(pa.table({"text": texts[:int(len(texts) * share)]}), subset / "part-0.parquet")
+        pq.write_table(pa.table({"text": texts[: int(len(texts) * share)]}), subset / "part-0.parquet")
         started = time.perf_counter()
         index = NgramIndex.build(subset)
         build = time.perf_counter() - started
         mb = corpus_mb * share
-        words = sum(len(words_of(t)) for t in texts[:int(len(texts) * share)])
-        print(f"originality index: {mb:.2f} MB corpus -> built in {build:.2f} s, {index.nbytes / 1e6:.2f} MB "
-              f"({index.nbytes / 1e6 / mb:.2f} MB per corpus MB, {index.nbytes / words:.1f} bytes per word)")
+        words = sum(len(words_of(t)) for t in texts[: int(len(texts) * share)])
+        print(
+            f"originality index: {mb:.2f} MB corpus -> built in {build:.2f} s, {index.nbytes / 1e6:.2f} MB "
+            f"({index.nbytes / 1e6 / mb:.2f} MB per corpus MB, {index.nbytes / words:.1f} bytes per word)"
+        )
     targets.check("originality index bytes per corpus word", index.nbytes / words, "<=", 16, unit=" B")
     drafts = [t[:600] for t in rng.sample(texts, 200)]
     started = time.perf_counter()
     for d in drafts:
         check_draft(d, index, CheckParams())
     per_draft = (time.perf_counter() - started) / len(drafts)
-    targets.check("all checks of one draft (originality, repetition, PII, blocklist, length)", 1000 * per_draft,
-                  "<=", 1.0, unit=" ms")
+    targets.check(
+        "all checks of one draft (originality, repetition, PII, blocklist, length)",
+        1000 * per_draft,
+        "<=",
+        1.0,
+        unit=" ms",
+    )
     targets.finish()
 
 

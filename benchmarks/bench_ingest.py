@@ -35,8 +35,10 @@ def main() -> None:
         target.write_text(target.read_text() + "\n# changed\n")
         one_changed.append(seconds(run))
     stats = ingest_corpus(specs, fresh_settings("ingest-stats")).stats
-    print(f"sources: {stats['files_new']} files, {stats['documents']:,} documents (embedded corpus + a copy of "
-          f"the stdlib's email package as plain files); best of {RUNS}")
+    print(
+        f"sources: {stats['files_new']} files, {stats['documents']:,} documents (embedded corpus + a copy of "
+        f"the stdlib's email package as plain files); best of {RUNS}"
+    )
     print(f"  first run (every file read):     {min(first):6.2f} s")
     print(f"  second run, nothing changed:     {min(unchanged):6.2f} s")
     print(f"  third run, one file changed:     {min(one_changed):6.2f} s")

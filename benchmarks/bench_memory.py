@@ -69,15 +69,19 @@ def main() -> None:
 
     targets = Targets()
     base = run(["python-stdlib-docs"])
-    print(f"default corpus:      {base['raw']:>6} documents ingested, {base['kept']:>5} kept, "
-          f"{base['tokens']:>8} tokens, peak RSS {base['peak_mb']:.0f} MB")
+    print(
+        f"default corpus:      {base['raw']:>6} documents ingested, {base['kept']:>5} kept, "
+        f"{base['tokens']:>8} tokens, peak RSS {base['peak_mb']:.0f} MB"
+    )
     for variant in ("edited", "all-changed"):
         folder = Path(tempfile.mkdtemp(prefix=f"draftflow-bench-10x-{variant}-")) / "corpus"
         big_dir = write_repeated_corpus(folder, 10, variant)
         size_mb = sum(p.stat().st_size for p in big_dir.iterdir()) / 1e6
         big = run([f"python-stdlib-docs={big_dir}"])  # same source name: the same thresholds apply
-        print(f"10x {variant + ':':<16} {big['raw']:>6} documents ingested ({size_mb:.1f} MB of JSONL), "
-              f"{big['kept']:>5} kept, {big['tokens']:>8} tokens, peak RSS {big['peak_mb']:.0f} MB")
+        print(
+            f"10x {variant + ':':<16} {big['raw']:>6} documents ingested ({size_mb:.1f} MB of JSONL), "
+            f"{big['kept']:>5} kept, {big['tokens']:>8} tokens, peak RSS {big['peak_mb']:.0f} MB"
+        )
         targets.check(f"peak RSS, 10x {variant} / default corpus", big["peak_mb"] / base["peak_mb"], "<=", 1.25)
     targets.finish()
 

@@ -60,9 +60,14 @@ def claim_and_decide(db: Database, runs: int) -> tuple[float, float]:
 
 def offset_page(db: Database, offset: int) -> None:
     with db.session() as s:
-        s.execute(sa.select(Draft, Prompt).join(Prompt, Prompt.id == Draft.prompt_id)
-                  .where(Draft.status == "pending").order_by(Draft.created_at, Draft.id)
-                  .offset(offset).limit(50)).all()
+        s.execute(
+            sa.select(Draft, Prompt)
+            .join(Prompt, Prompt.id == Draft.prompt_id)
+            .where(Draft.status == "pending")
+            .order_by(Draft.created_at, Draft.id)
+            .offset(offset)
+            .limit(50)
+        ).all()
 
 
 def bench(db: Database, n: int, label: str, targets: Targets) -> None:
@@ -78,21 +83,29 @@ def bench(db: Database, n: int, label: str, targets: Targets) -> None:
     claim_p50, claim_p99 = claim_and_decide(db, 1000)
     deep = n // 2
     with db.session() as s:
-        row = s.execute(sa.select(Draft.created_at, Draft.id).where(Draft.status == "pending")
-                        .order_by(Draft.created_at, Draft.id).offset(deep).limit(1)).one()
+        row = s.execute(
+            sa.select(Draft.created_at, Draft.id)
+            .where(Draft.status == "pending")
+            .order_by(Draft.created_at, Draft.id)
+            .offset(deep)
+            .limit(1)
+        ).one()
     cursor = (row.created_at.isoformat(), row.id)
     first = percentiles(lambda: query_drafts(db, DraftFilter(status="pending")), 500)
     keyset = percentiles(lambda: query_drafts(db, DraftFilter(status="pending"), after=cursor), 500)
     offset = percentiles(lambda: offset_page(db, deep), 10)
-    filtered = percentiles(lambda: query_drafts(db, DraftFilter(status="pending", category="news"), after=cursor),
-                           500)
+    filtered = percentiles(lambda: query_drafts(db, DraftFilter(status="pending", category="news"), after=cursor), 500)
     flag_scan = percentiles(lambda: query_drafts(db, DraftFilter(status="pending", flag="copied")), 5)
     counts = percentiles(lambda: status_counts(db), 20)
-    print(f"[{label}] claim at {n:,} drafts: p50 {claim_p50:.2f} ms, p99 {claim_p99:.2f} ms "
-          f"(at 10,000: p50 {small_p50:.2f}, p99 {small_p99:.2f}; ratio {claim_p50 / small_p50:.2f})")
+    print(
+        f"[{label}] claim at {n:,} drafts: p50 {claim_p50:.2f} ms, p99 {claim_p99:.2f} ms "
+        f"(at 10,000: p50 {small_p50:.2f}, p99 {small_p99:.2f}; ratio {claim_p50 / small_p50:.2f})"
+    )
     print(f"[{label}] list page 1: p50 {first[0]:.2f} ms, p99 {first[1]:.2f} ms")
-    print(f"[{label}] list page at row {deep:,}, keyset: p50 {keyset[0]:.2f} ms, p99 {keyset[1]:.2f} ms; "
-          f"OFFSET baseline: p50 {offset[0]:.1f} ms, max of 10 {offset[1]:.1f} ms")
+    print(
+        f"[{label}] list page at row {deep:,}, keyset: p50 {keyset[0]:.2f} ms, p99 {keyset[1]:.2f} ms; "
+        f"OFFSET baseline: p50 {offset[0]:.1f} ms, max of 10 {offset[1]:.1f} ms"
+    )
     print(f"[{label}] deep page filtered by category: p50 {filtered[0]:.2f} ms, p99 {filtered[1]:.2f} ms")
     print(f"[{label}] flag filter with no match (a scan of the state): p50 of 5 {flag_scan[0]:.0f} ms")
     print(f"[{label}] counts per state: p50 {counts[0]:.1f} ms, max of 20 {counts[1]:.1f} ms")

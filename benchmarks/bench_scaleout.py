@@ -88,47 +88,63 @@ def compare() -> None:
     fresh = ScaleParams(shards=2, workers=2)
     got = clean_stage(raw, sharded, params, fresh)
     assert got.fingerprint == expected.fingerprint and _rows(got) == _rows(expected), "sharded clean differs"
-    expected_tokens = tokenize_corpus(expected, prepare_tokenizer(expected, SCRATCH, local, tok_params), local,
-                                      tok_params)
+    expected_tokens = tokenize_corpus(
+        expected, prepare_tokenizer(expected, SCRATCH, local, tok_params), local, tok_params
+    )
     got_tokens = tokenize_stage(got, SCRATCH, sharded, tok_params, fresh)
     assert got_tokens.fingerprint == expected_tokens.fingerprint, "sharded tokenize differs"
 
     report = {step["step"]: step["seconds"] for step in expected.report}
     serial = report["exact_dedup"] + report["near_dedup"]
     share = serial / sum(report.values())
-    print(f"corpus: {raw.rows} documents, {expected.report[0]['megabytes']:.2f} MB; kept {expected.rows}; "
-          f"{expected_tokens.tokens:,} tokens; best of {RUNS}")
-    print(f"clean's serial part (exact + near dedup, one ordered pass): {serial:.2f} s of "
-          f"{sum(report.values()):.2f} s in-process = {share:.0%} -> at most {1 / (share + (1 - share) / 2):.2f}x "
-          "with 2 shards (Amdahl)")
+    print(
+        f"corpus: {raw.rows} documents, {expected.report[0]['megabytes']:.2f} MB; kept {expected.rows}; "
+        f"{expected_tokens.tokens:,} tokens; best of {RUNS}"
+    )
+    print(
+        f"clean's serial part (exact + near dedup, one ordered pass): {serial:.2f} s of "
+        f"{sum(report.values()):.2f} s in-process = {share:.0%} -> at most {1 / (share + (1 - share) / 2):.2f}x "
+        "with 2 shards (Amdahl)"
+    )
 
     forget_tokens = _forget_tokens(sharded, got_tokens.tokenizer.tokenizer_id)
     results: dict[str, tuple[float, float]] = {}
     results["clean, fresh local cluster"] = (
         _timed(lambda: clean_corpus(raw, local, params)),
-        _timed(lambda: clean_stage(raw, sharded, params, fresh), _forget_clean(sharded)))
+        _timed(lambda: clean_stage(raw, sharded, params, fresh), _forget_clean(sharded)),
+    )
     results["tokenize (BPE training included), fresh local cluster"] = (
-        _timed(lambda: tokenize_corpus(expected, prepare_tokenizer(expected, SCRATCH, local, tok_params), local,
-                                       tok_params)),
-        _timed(lambda: tokenize_stage(got, SCRATCH, sharded, tok_params, fresh), forget_tokens))
+        _timed(
+            lambda: tokenize_corpus(
+                expected, prepare_tokenizer(expected, SCRATCH, local, tok_params), local, tok_params
+            )
+        ),
+        _timed(lambda: tokenize_stage(got, SCRATCH, sharded, tok_params, fresh), forget_tokens),
+    )
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         warm = ScaleParams(shards=2, dask_address=cluster.scheduler_address)
         _forget_clean(sharded)()
         clean_stage(raw, sharded, params, warm)  # the workers import the stages and load their models once
-        results["clean, running cluster"] = (results["clean, fresh local cluster"][0],
-                                             _timed(lambda: clean_stage(raw, sharded, params, warm),
-                                                    _forget_clean(sharded)))
+        results["clean, running cluster"] = (
+            results["clean, fresh local cluster"][0],
+            _timed(lambda: clean_stage(raw, sharded, params, warm), _forget_clean(sharded)),
+        )
         results["tokenize, running cluster"] = (
             results["tokenize (BPE training included), fresh local cluster"][0],
-            _timed(lambda: tokenize_stage(got, SCRATCH, sharded, tok_params, warm), forget_tokens))
+            _timed(lambda: tokenize_stage(got, SCRATCH, sharded, tok_params, warm), forget_tokens),
+        )
 
     print(f"  {'stage':<55} {'in-process':>10} {'2 shards':>9} {'ratio':>6}")
     for name, (inline, shards) in results.items():
         print(f"  {name:<55} {inline:>9.2f}s {shards:>8.2f}s {inline / shards:>5.2f}x")
     print("  (ratio = in-process / sharded wall time; in-process tokenize already encodes on both cores)")
     targets = Targets()
-    targets.check("clean on a running cluster, in-process / 2 shards",
-                  results["clean, running cluster"][0] / results["clean, running cluster"][1], ">=", 1.0)
+    targets.check(
+        "clean on a running cluster, in-process / 2 shards",
+        results["clean, running cluster"][0] / results["clean, running cluster"][1],
+        ">=",
+        1.0,
+    )
     targets.finish()
 
 

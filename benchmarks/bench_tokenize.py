@@ -31,11 +31,11 @@ def main() -> None:
 
     def bare_batch() -> None:
         for i in range(0, len(texts), ENCODE_BATCH):
-            backend.encode_batch(texts[i:i + ENCODE_BATCH], add_special_tokens=False)
+            backend.encode_batch(texts[i : i + ENCODE_BATCH], add_special_tokens=False)
 
     def bare_batch_fast() -> None:
         for i in range(0, len(texts), ENCODE_BATCH):
-            backend.encode_batch_fast(texts[i:i + ENCODE_BATCH], add_special_tokens=False)
+            backend.encode_batch_fast(texts[i : i + ENCODE_BATCH], add_special_tokens=False)
 
     def one_at_a_time() -> None:
         for text in texts:
@@ -45,24 +45,32 @@ def main() -> None:
         tokenize_corpus(clean, tok, settings, params)
 
     stage()  # warm-up: file cache, thread pool
-    contenders = {"bare encode_batch loop (texts in memory)": bare_batch,
-                  "bare encode_batch_fast loop (no offsets)": bare_batch_fast,
-                  "one-document-at-a-time encode loop": one_at_a_time,
-                  "tokenize stage end to end": stage}
+    contenders = {
+        "bare encode_batch loop (texts in memory)": bare_batch,
+        "bare encode_batch_fast loop (no offsets)": bare_batch_fast,
+        "one-document-at-a-time encode loop": one_at_a_time,
+        "tokenize stage end to end": stage,
+    }
     # Interleaved rounds, best of each: background noise hits every contender alike.
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(RUNS):
         for name, fn in contenders.items():
             times[name].append(seconds(fn))
     best = {name: min(values) for name, values in times.items()}
-    print(f"corpus: {len(texts)} documents, {megabytes:.2f} MB, vocab {tok.vocab_size}, batches of {ENCODE_BATCH}, "
-          f"best of {RUNS}")
+    print(
+        f"corpus: {len(texts)} documents, {megabytes:.2f} MB, vocab {tok.vocab_size}, batches of {ENCODE_BATCH}, "
+        f"best of {RUNS}"
+    )
     for name, value in best.items():
         print(f"  {name:<45} {value:6.3f} s  {megabytes / value:6.2f} MB/s")
     stage_s = best["tokenize stage end to end"]
     targets = Targets()
-    targets.check("stage / bare encode_batch loop (throughput)",
-                  best["bare encode_batch loop (texts in memory)"] / stage_s, ">=", 0.9)
+    targets.check(
+        "stage / bare encode_batch loop (throughput)",
+        best["bare encode_batch loop (texts in memory)"] / stage_s,
+        ">=",
+        0.9,
+    )
     print(f"  stage / bare encode_batch_fast loop: {best['bare encode_batch_fast loop (no offsets)'] / stage_s:.2f}x")
     print(f"  stage / one-at-a-time encode loop: {best['one-document-at-a-time encode loop'] / stage_s:.2f}x")
     targets.finish()

@@ -27,8 +27,9 @@ from tasks.train.params import TrainParams
 from tasks.train.stage import build_model, read_blocks
 
 STEPS, WARMUP, ROUNDS = 30, 3, 3
-PARAMS = TrainParams(max_steps=STEPS, eval_interval=10**9, checkpoint_interval=10**9, log_interval=10**9,
-                     max_minutes=60, warmup_steps=0)
+PARAMS = TrainParams(
+    max_steps=STEPS, eval_interval=10**9, checkpoint_interval=10**9, log_interval=10**9, max_minutes=60, warmup_steps=0
+)
 
 
 Runner = Callable[[int], None]  # runs n optimizer steps
@@ -48,6 +49,7 @@ def bare_loop(model: torch.nn.Module, blocks: np.ndarray) -> Runner:
             torch.nn.utils.clip_grad_norm_(model.parameters(), PARAMS.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+
     return run
 
 
@@ -55,6 +57,7 @@ def task_loop(model: torch.nn.Module, blocks: np.ndarray) -> Runner:
     # train_loop builds its optimizer and sampler itself: a few ms per call, inside the timed region
     def run(steps: int) -> None:
         train_loop(model, blocks, blocks[:8], PARAMS.model_copy(update={"max_steps": steps}), torch.device("cpu"))
+
     return run
 
 
@@ -69,16 +72,26 @@ def hf_trainer(model: torch.nn.Module, blocks: np.ndarray) -> Runner:
             x = torch.from_numpy(blocks[i].astype(np.int64))
             return {"input_ids": x, "labels": x}
 
-    args = TrainingArguments(output_dir=str(Path(fresh_settings("trainer").home)),
-                             per_device_train_batch_size=PARAMS.batch_size, max_steps=WARMUP,
-                             learning_rate=PARAMS.learning_rate, weight_decay=PARAMS.weight_decay,
-                             max_grad_norm=PARAMS.grad_clip, logging_steps=10**9, save_strategy="no",
-                             report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(Path(fresh_settings("trainer").home)),
+        per_device_train_batch_size=PARAMS.batch_size,
+        max_steps=WARMUP,
+        learning_rate=PARAMS.learning_rate,
+        weight_decay=PARAMS.weight_decay,
+        max_grad_norm=PARAMS.grad_clip,
+        logging_steps=10**9,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=Blocks())
 
     def run(steps: int) -> None:
         trainer.args.max_steps = steps  # train() builds its optimizer and data loader, as train_loop does
         trainer.train()
+
     return run
 
 
@@ -96,15 +109,16 @@ def main() -> None:
     settings = fresh_settings("train")
     _, clean = prepared_corpus(settings)
     tok_params = TokenizeParams()
-    tokens = tokenize_corpus(clean, prepare_tokenizer(clean, BaseModelSpec(kind="scratch"), settings, tok_params),
-                             settings, tok_params)
+    tokens = tokenize_corpus(
+        clean, prepare_tokenizer(clean, BaseModelSpec(kind="scratch"), settings, tok_params), settings, tok_params
+    )
     blocks = read_blocks(Path(tokens.path) / "train")
     tokens_per_step = PARAMS.batch_size * tokens.block_size
     contenders = {"bare PyTorch loop": bare_loop, "draftflow task loop": task_loop, "HF Trainer": hf_trainer}
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for round_ in range(ROUNDS):  # interleaved rounds in rotating order, best of each
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             model = build_model(BaseModelSpec(kind="scratch"), tokens, PARAMS)  # same seed: same weights
             run = contenders[name](model, blocks)  # set-up, untimed
             run(WARMUP)
@@ -117,8 +131,10 @@ def main() -> None:
     cfg = model.config
     flops_per_token = 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * tokens.block_size  # nanoGPT's estimate
     peak = matmul_peak_gflops()
-    print(f"model: GPT-2 {cfg.n_layer} layers x {cfg.n_embd}, {n_params / 1e6:.2f}M params, vocab {cfg.vocab_size}, "
-          f"batch {PARAMS.batch_size} x {tokens.block_size} tokens, {STEPS} timed steps, best of {ROUNDS}")
+    print(
+        f"model: GPT-2 {cfg.n_layer} layers x {cfg.n_embd}, {n_params / 1e6:.2f}M params, vocab {cfg.vocab_size}, "
+        f"batch {PARAMS.batch_size} x {tokens.block_size} tokens, {STEPS} timed steps, best of {ROUNDS}"
+    )
     for name, rate in best.items():
         achieved = rate * flops_per_token / 1e9
         print(f"  {name:<22} {rate:8.0f} tokens/s  {achieved:6.1f} GFLOP/s  ({achieved / peak:.0%} of matmul peak)")

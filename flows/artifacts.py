@@ -44,8 +44,9 @@ class PrefectProgress:
 def publish_clean_steps(report: list[dict[str, Any]], sharded: bool = False) -> None:
     """The per-step table of a clean run: documents, MB, seconds and drops."""
     note = " (seconds summed over the shards)" if sharded else ""
-    create_table_artifact(report, key="clean-steps",
-                          description=f"Cleaning: documents, MB, seconds and drops per step{note}")
+    create_table_artifact(
+        report, key="clean-steps", description=f"Cleaning: documents, MB, seconds and drops per step{note}"
+    )
 
 
 def publish_training_artifacts(ref: ModelRef) -> None:
@@ -55,13 +56,19 @@ def publish_training_artifacts(ref: ModelRef) -> None:
     create_markdown_artifact(
         f"# Model version {ref.name}\n\n![loss curve](data:image/png;base64,{image})\n\n"
         f"Saved at `{ref.path}` (loss_curve.png, tensorboard/ beside the weights).\n\n{ref.promotion}",
-        key="fine-tune-loss-curve", description=f"Loss curve of {ref.name}")
+        key="fine-tune-loss-curve",
+        description=f"Loss curve of {ref.name}",
+    )
     metrics = json.loads((Path(ref.path) / "metrics.json").read_text())
-    create_table_artifact([{"metric": k, "value": v} for k, v in metrics.items() if k != "history"],
-                          key="fine-tune-metrics", description=f"Training metrics of {ref.name}")
+    create_table_artifact(
+        [{"metric": k, "value": v} for k, v in metrics.items() if k != "history"],
+        key="fine-tune-metrics",
+        description=f"Training metrics of {ref.name}",
+    )
 
 
 def publish_generate_samples(samples: list[dict[str, Any]], tokens_per_second: float, drafts: int) -> None:
     throughput = {"prompt": "(throughput)", "draft": f"{tokens_per_second:.0f} new tokens/s, {drafts} drafts"}
-    create_table_artifact([*samples, throughput], key="generate-samples",
-                          description="Sample drafts and generation throughput")
+    create_table_artifact(
+        [*samples, throughput], key="generate-samples", description="Sample drafts and generation throughput"
+    )

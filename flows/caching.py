@@ -46,8 +46,9 @@ def ingest_key(_context: Any, parameters: dict[str, Any]) -> str:
             else:
                 stat = unit.path.stat()
                 listing.append((unit.file, stat.st_size, stat.st_mtime_ns))
-    return "ingest-" + fingerprint(_where(settings), sorted(parameters["sources"]), options.model_dump(),
-                                   listing, CODE_VERSION)
+    return "ingest-" + fingerprint(
+        _where(settings), sorted(parameters["sources"]), options.model_dump(), listing, CODE_VERSION
+    )
 
 
 def clean_key(_context: Any, parameters: dict[str, Any]) -> str:
@@ -61,8 +62,9 @@ def tokenize_key(_context: Any, parameters: dict[str, Any]) -> str:
     from tasks.tokenize.stage import CODE_VERSION
 
     clean, base, settings, params = (parameters[k] for k in ("clean", "base", "settings", "params"))
-    return "tokenize-" + fingerprint(_where(settings), clean.fingerprint, tokenizer_identity(base),
-                                     params.model_dump(), CODE_VERSION)
+    return "tokenize-" + fingerprint(
+        _where(settings), clean.fingerprint, tokenizer_identity(base), params.model_dump(), CODE_VERSION
+    )
 
 
 def tokenizer_identity(base: BaseModelSpec) -> str:

@@ -36,16 +36,29 @@ from tasks.ingest.params import IngestOptions  # noqa: E402
 from tasks.tokenize.params import TokenizeParams  # noqa: E402
 from tasks.train.params import TrainParams  # noqa: E402
 
-app = typer.Typer(help="draftflow: fine-tune a causal LM on your corpus, write drafts, review them.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="draftflow: fine-tune a causal LM on your corpus, write drafts, review them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 app.add_typer(review_app, name="review")
 app.command("desk", help="Start the editors' web desk on 127.0.0.1 (same as `draftflow review serve`).")(serve_desk)
 
-CorpusOpt = Annotated[list[str] | None, typer.Option(
-    "--corpus", "-c", help="File, folder, NAME=PATH or 'python-stdlib-docs' (repeatable) \\[default: "
-                           "python-stdlib-docs].")]
-BaseModelOpt = Annotated[str | None, typer.Option(
-    "--base-model", help="'scratch', a version (v0003), a local folder or a hub id; default: latest version.")]
+CorpusOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--corpus",
+        "-c",
+        help="File, folder, NAME=PATH or 'python-stdlib-docs' (repeatable) \\[default: python-stdlib-docs].",
+    ),
+]
+BaseModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-model", help="'scratch', a version (v0003), a local folder or a hub id; default: latest version."
+    ),
+]
 
 
 def _config(model: type) -> object:
@@ -53,9 +66,14 @@ def _config(model: type) -> object:
 
 
 @app.callback()
-def _global(home: Annotated[Path | None, typer.Option(
-        "--home", help=f"Data home (corpora, models, default database); default ${HOME_ENV} or ~/.draftflow.")] = None,
-            ) -> None:
+def _global(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home", help=f"Data home (corpora, models, default database); default ${HOME_ENV} or ~/.draftflow."
+        ),
+    ] = None,
+) -> None:
     if home is not None:
         os.environ[HOME_ENV] = str(home.expanduser().resolve())
 
@@ -96,18 +114,27 @@ def run(
     from tasks.generate.prompts import load_prompts
     from tasks.ingest.sources import SourceSpec
 
-    params = build(NightlyParams, config, corpus=("--corpus", corpus or None),
-                   prompts_file=("--prompts", str(prompts) if prompts else None),
-                   base_model=("--base-model", base_model), run_id=("--run-id", run_id),
-                   home=("--home", str(_settings().home)),
-                   **{"training.max_minutes": ("--max-train-minutes", max_train_minutes),
-                      "training.max_steps": ("--max-train-steps", max_train_steps),
-                      "training.seed": ("--seed", seed), "generation.seed": ("--seed", seed),
-                      "generation.samples_per_prompt": ("--samples-per-prompt", samples_per_prompt),
-                      "generation.max_new_tokens": ("--max-new-tokens", max_new_tokens),
-                      "generation.temperature": ("--temperature", temperature),
-                      "generation.top_p": ("--top-p", top_p),
-                      "scale.shards": ("--shards", shards), "scale.dask_address": ("--dask-address", dask_address)})
+    params = build(
+        NightlyParams,
+        config,
+        corpus=("--corpus", corpus or None),
+        prompts_file=("--prompts", str(prompts) if prompts else None),
+        base_model=("--base-model", base_model),
+        run_id=("--run-id", run_id),
+        home=("--home", str(_settings().home)),
+        **{
+            "training.max_minutes": ("--max-train-minutes", max_train_minutes),
+            "training.max_steps": ("--max-train-steps", max_train_steps),
+            "training.seed": ("--seed", seed),
+            "generation.seed": ("--seed", seed),
+            "generation.samples_per_prompt": ("--samples-per-prompt", samples_per_prompt),
+            "generation.max_new_tokens": ("--max-new-tokens", max_new_tokens),
+            "generation.temperature": ("--temperature", temperature),
+            "generation.top_p": ("--top-p", top_p),
+            "scale.shards": ("--shards", shards),
+            "scale.dask_address": ("--dask-address", dask_address),
+        },
+    )
     for spec in params.corpus:  # fail on a bad path now, not minutes into the run
         SourceSpec.parse(spec)
     load_prompts(params.prompts_file)
@@ -129,10 +156,12 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, NAME=PATH or 'python-stdlib-docs'.")],
     config: Annotated[Path | None, _config(IngestOptions)] = None,
     text_field: Annotated[str | None, option(IngestOptions, "text_field")] = None,
-    include: Annotated[list[str] | None, option(IngestOptions, "include", help="Only files matching this glob "
-                                                                                "(repeatable).")] = None,
-    exclude: Annotated[list[str] | None, option(IngestOptions, "exclude", help="Skip files matching this glob "
-                                                                                "(repeatable).")] = None,
+    include: Annotated[
+        list[str] | None, option(IngestOptions, "include", help="Only files matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, option(IngestOptions, "exclude", help="Skip files matching this glob (repeatable).")
+    ] = None,
     split: Annotated[str | None, option(IngestOptions, "split")] = None,
     separator: Annotated[str | None, option(IngestOptions, "separator")] = None,
 ) -> None:
@@ -142,9 +171,15 @@ def ingest(
 
     if separator is not None:  # the shell passes "\n" literally: turn the two common escapes into characters
         separator = separator.replace("\\n", "\n").replace("\\t", "\t")
-    options = build(IngestOptions, config, text_field=("--text-field", text_field),
-                    include=("--include", include or None), exclude=("--exclude", exclude or None),
-                    split=("--split", split), separator=("--separator", separator))
+    options = build(
+        IngestOptions,
+        config,
+        text_field=("--text-field", text_field),
+        include=("--include", include or None),
+        exclude=("--exclude", exclude or None),
+        split=("--split", split),
+        separator=("--separator", separator),
+    )
     ref = ingest_corpus(paths, _settings(), options)
     _print_stats("ingest", ref.path, ref.stats)
 
@@ -152,11 +187,17 @@ def ingest(
 @app.command()
 def clean(
     config: Annotated[Path | None, _config(CleanParams)] = None,
-    min_words: Annotated[int | None, option(QualityThresholds, "min_words", help="Gopher: minimum words, for "
-                                                                                  "sources without their own "
-                                                                                  "thresholds.")] = None,
-    languages: Annotated[str | None, typer.Option(help="Allowed languages for sources without their own thresholds,"
-                                                       " comma-separated; empty keeps any \\[default: en].")] = None,
+    min_words: Annotated[
+        int | None,
+        option(QualityThresholds, "min_words", help="Gopher: minimum words, for sources without their own thresholds."),
+    ] = None,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            help="Allowed languages for sources without their own thresholds,"
+            " comma-separated; empty keeps any \\[default: en]."
+        ),
+    ] = None,
     near_dedup: Annotated[bool | None, option(CleanParams, "dedup_near", "--near-dedup/--no-near-dedup")] = None,
 ) -> None:
     """Repair, filter (Gopher/C4/FineWeb), scrub PII and deduplicate corpus/raw into corpus/clean."""
@@ -166,16 +207,26 @@ def clean(
 
     settings = _settings()
     allowed = [x.strip() for x in languages.split(",") if x.strip()] if languages is not None else None
-    params = build(CleanParams, config, dedup_near=("--near-dedup", near_dedup),
-                   **{"thresholds.min_words": ("--min-words", min_words),
-                      "thresholds.allowed_languages": ("--languages", allowed)})
+    params = build(
+        CleanParams,
+        config,
+        dedup_near=("--near-dedup", near_dedup),
+        **{
+            "thresholds.min_words": ("--min-words", min_words),
+            "thresholds.allowed_languages": ("--languages", allowed),
+        },
+    )
     raw = dataset_ref(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
     ref = clean_corpus(raw, settings, params)
     _print_stats("clean", ref.path, ref.stats)
     for row in ref.report:
-        console.out.print(f"  {row['step']:<12} {row['documents']:>7} docs {row['megabytes']:>8} MB "
-                          f"{row['seconds']:>7.2f} s  dropped {row['dropped']}  {row['reasons']}",
-                          markup=False, highlight=False, soft_wrap=True)
+        console.out.print(
+            f"  {row['step']:<12} {row['documents']:>7} docs {row['megabytes']:>8} MB "
+            f"{row['seconds']:>7.2f} s  dropped {row['dropped']}  {row['reasons']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -192,12 +243,21 @@ def tokenize(
     from tasks.tokenize.stage import prepare_and_tokenize
 
     settings = _settings()
-    params = build(TokenizeParams, config, vocab_size=("--vocab-size", vocab_size),
-                   block_size=("--block-size", block_size))
+    params = build(
+        TokenizeParams, config, vocab_size=("--vocab-size", vocab_size), block_size=("--block-size", block_size)
+    )
     cleaned = dataset_ref(settings.clean_dir, "clean corpus", "run `draftflow clean` first")
     ref = prepare_and_tokenize(cleaned, resolve_base_model(base_model, _db()), settings, params)
-    _print_stats("tokenize", ref.path, {"tokens": ref.tokens, "train_blocks": ref.train_blocks,
-                                        "val_blocks": ref.val_blocks, "vocab_size": ref.tokenizer.vocab_size})
+    _print_stats(
+        "tokenize",
+        ref.path,
+        {
+            "tokens": ref.tokens,
+            "train_blocks": ref.train_blocks,
+            "val_blocks": ref.val_blocks,
+            "vocab_size": ref.tokenizer.vocab_size,
+        },
+    )
 
 
 @app.command()
@@ -218,8 +278,13 @@ def finetune(
     from tasks.train.stage import train_model
 
     settings, db = _settings(), _db()
-    params = build(TrainParams, config, max_minutes=("--max-minutes", max_minutes),
-                   max_steps=("--max-steps", max_steps), seed=("--seed", seed))
+    params = build(
+        TrainParams,
+        config,
+        max_minutes=("--max-minutes", max_minutes),
+        max_steps=("--max-steps", max_steps),
+        seed=("--seed", seed),
+    )
     tokens = latest_tokens(settings)
     base = resolve_base_model(base_model, db)
     run_id = run_id or uuid.uuid4().hex
@@ -230,17 +295,25 @@ def finetune(
         model = train_model(tokens, base, params, db, settings, run_id=run_id, progress=progress)
     if lead:
         finish_run(db, run_id, "completed", summary=model.model_dump())
-        _print_stats("finetune", model.path, {"version": model.name, "steps": model.steps,
-                                              "train_loss": round(model.train_loss or 0, 4),
-                                              "val_loss": round(model.val_loss or 0, 4),
-                                              "promoted": model.promoted})
+        _print_stats(
+            "finetune",
+            model.path,
+            {
+                "version": model.name,
+                "steps": model.steps,
+                "train_loss": round(model.train_loss or 0, 4),
+                "val_loss": round(model.val_loss or 0, 4),
+                "promoted": model.promoted,
+            },
+        )
         console.out.print(model.promotion, markup=False, highlight=False)
 
 
 @app.command()
 def generate(
-    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines, JSONL, CSV, Parquet).")]
-    = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines, JSONL, CSV, Parquet).")
+    ] = None,
     prompts_from_db: Annotated[bool, typer.Option(help="Use the prompts table instead of a file.")] = False,
     category: Annotated[str | None, typer.Option(help="With --prompts-from-db: only this category.")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (v0003); default: the latest.")] = None,
@@ -262,9 +335,15 @@ def generate(
     from tasks.review.stage import corpus_index, queue_run
 
     db = _db()
-    params = build(GenerationParams, config, samples_per_prompt=("--samples-per-prompt", samples_per_prompt),
-                   max_new_tokens=("--max-new-tokens", max_new_tokens), temperature=("--temperature", temperature),
-                   top_p=("--top-p", top_p), seed=("--seed", seed))
+    params = build(
+        GenerationParams,
+        config,
+        samples_per_prompt=("--samples-per-prompt", samples_per_prompt),
+        max_new_tokens=("--max-new-tokens", max_new_tokens),
+        temperature=("--temperature", temperature),
+        top_p=("--top-p", top_p),
+        seed=("--seed", seed),
+    )
     rows = prompts_from_table(db, category) if prompts_from_db else load_prompts(prompts)
     info = get_model_version(db, model) if model else latest_model_version(db)
     if info is None:
@@ -272,14 +351,22 @@ def generate(
     run_id = run_id or uuid.uuid4().hex
     start_run(db, run_id, "generate", params.model_dump())
     with console.progress_bar("generate") as progress:
-        result = generate_drafts(ModelRef(version_id=info.id, name=info.name, path=info.path), rows, params,
-                                 db, run_id, progress=progress)
+        result = generate_drafts(
+            ModelRef(version_id=info.id, name=info.name, path=info.path), rows, params, db, run_id, progress=progress
+        )
     queued = queue_run(db, run_id, corpus_index(_settings(), None))
     finish_run(db, run_id, "completed", summary=result.model_dump())
-    _print_stats("generate", f"run {run_id}", {"drafts_new": result.drafts_new,
-                                               "drafts_skipped": result.drafts_skipped,
-                                               "queued": queued.queued, "flagged": queued.flagged,
-                                               "tokens_per_second": round(result.tokens_per_second)})
+    _print_stats(
+        "generate",
+        f"run {run_id}",
+        {
+            "drafts_new": result.drafts_new,
+            "drafts_skipped": result.drafts_skipped,
+            "queued": queued.queued,
+            "flagged": queued.flagged,
+            "tokens_per_second": round(result.tokens_per_second),
+        },
+    )
     console.out.print(f"Review them:  {console.command('review list --status pending')}", markup=False)
 
 
@@ -293,8 +380,11 @@ def setup(gpu_slots: Annotated[int, typer.Option(min=1, help="Fine-tunes that ma
     done = setup_all(_settings(), gpu_slots)
     console.out.print(f"database ready: {done['database']}", markup=False, highlight=False)
     limit = done["gpu_limit"]
-    console.out.print(f"Prefect concurrency limit on tag '{limit['tag']}': {limit['concurrency_limit']} "
-                      f"({limit['api']})", markup=False, highlight=False)
+    console.out.print(
+        f"Prefect concurrency limit on tag '{limit['tag']}': {limit['concurrency_limit']} ({limit['api']})",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command("serve")
@@ -311,9 +401,12 @@ def serve_prefect(
     out.print(f"Prefect UI: {done['ui']}  (API {done['api']})", markup=False, highlight=False)
     out.print("deployments: " + ", ".join(done["deployments"]), markup=False, highlight=False)
     out.print(f"logs and pids: {done['state']}; `draftflow stop` ends them", markup=False, highlight=False)
-    out.print("trigger a night now: PREFECT_API_URL=" + done["api"] + " .venv/bin/prefect deployment run "
-              "draftflow-nightly/nightly --param params='{\"training\": {\"max_minutes\": 1}}'",
-              markup=False, highlight=False)
+    out.print(
+        "trigger a night now: PREFECT_API_URL=" + done["api"] + " .venv/bin/prefect deployment run "
+        'draftflow-nightly/nightly --param params=\'{"training": {"max_minutes": 1}}\'',
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command("stop")

@@ -47,8 +47,14 @@ def list_(
         return
     table = Table("id", "status", "category", "prompt", "draft", "v")
     for d in drafts:
-        table.add_row(str(d["id"]), d["status"], d["prompt"]["category"] or "", _clip(d["prompt"]["text"], 30),
-                      _clip(d["current_text"], 70), str(d["version"]))
+        table.add_row(
+            str(d["id"]),
+            d["status"],
+            d["prompt"]["category"] or "",
+            _clip(d["prompt"]["text"], 30),
+            _clip(d["current_text"], 70),
+            str(d["version"]),
+        )
     console.out.print(table)
 
 
@@ -62,23 +68,37 @@ def show(draft_id: DraftId, as_json: JsonOpt = False) -> None:
         console.print_json(d)
         return
     out = console.out
-    out.print(f"[bold]Draft {d['id']}[/]  status [bold]{d['status']}[/]  version {d['version']}  "
-              f"run {d['run_id']}  model version {d['model_version_id']}  seed {d['seed']}", highlight=False)
-    out.print(f"[bold]Prompt[/] ({d['prompt']['category'] or 'no category'}): {d['prompt']['text']}",
-              markup=True, highlight=False)
+    out.print(
+        f"[bold]Draft {d['id']}[/]  status [bold]{d['status']}[/]  version {d['version']}  "
+        f"run {d['run_id']}  model version {d['model_version_id']}  seed {d['seed']}",
+        highlight=False,
+    )
+    out.print(
+        f"[bold]Prompt[/] ({d['prompt']['category'] or 'no category'}): {d['prompt']['text']}",
+        markup=True,
+        highlight=False,
+    )
     out.print("[bold]Text[/]" + (" (edited)" if d["edited"] else "") + ":")
     out.print(d["current_text"], markup=False, highlight=False)
     out.print(f"[bold]Checks[/]: {d['scores']}", highlight=False)
     out.print(f"[bold]Sampling[/]: {d['params']}", highlight=False)
     out.print("[bold]History[/]:")
     for e in d["history"]:
-        out.print(f"  {e['at']}  {e['actor']}  {e['action']}  {e['from']} → {e['to']}"
-                  + (f"  ({e['note']})" if e["note"] else ""), markup=False, highlight=False)
+        out.print(
+            f"  {e['at']}  {e['actor']}  {e['action']}  {e['from']} → {e['to']}"
+            + (f"  ({e['note']})" if e["note"] else ""),
+            markup=False,
+            highlight=False,
+        )
 
 
 @review_app.command()
-def approve(draft_id: DraftId, editor: EditorOpt,
-            note: Annotated[str | None, typer.Option(help="Optional note.")] = None, as_json: JsonOpt = False) -> None:
+def approve(
+    draft_id: DraftId,
+    editor: EditorOpt,
+    note: Annotated[str | None, typer.Option(help="Optional note.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Approve a pending (or in-review) draft."""
     from tasks.review.actions import approve as approve_draft
 
@@ -86,10 +106,13 @@ def approve(draft_id: DraftId, editor: EditorOpt,
 
 
 @review_app.command()
-def reject(draft_id: DraftId, editor: EditorOpt,
-           reason: Annotated[str, typer.Option(help="Why (required).")],
-           note: Annotated[str | None, typer.Option(help="Optional free note.")] = None,
-           as_json: JsonOpt = False) -> None:
+def reject(
+    draft_id: DraftId,
+    editor: EditorOpt,
+    reason: Annotated[str, typer.Option(help="Why (required).")],
+    note: Annotated[str | None, typer.Option(help="Optional free note.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Reject a pending (or in-review) draft with a reason."""
     from tasks.review.actions import reject as reject_draft
 
@@ -97,12 +120,16 @@ def reject(draft_id: DraftId, editor: EditorOpt,
 
 
 @review_app.command()
-def edit(draft_id: DraftId, editor: EditorOpt,
-         text_file: Annotated[Path, typer.Option(help="File with the new text ('-' reads stdin).")],
-         note: Annotated[str | None, typer.Option(help="Optional note.")] = None,
-         expected_version: Annotated[int | None, typer.Option(
-             help="Refuse the save if the draft changed since this version.")] = None,
-         as_json: JsonOpt = False) -> None:
+def edit(
+    draft_id: DraftId,
+    editor: EditorOpt,
+    text_file: Annotated[Path, typer.Option(help="File with the new text ('-' reads stdin).")],
+    note: Annotated[str | None, typer.Option(help="Optional note.")] = None,
+    expected_version: Annotated[
+        int | None, typer.Option(help="Refuse the save if the draft changed since this version.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Replace a draft's text (the model's original text is kept)."""
     from tasks.review.actions import edit as edit_draft
 
@@ -110,10 +137,12 @@ def edit(draft_id: DraftId, editor: EditorOpt,
 
 
 @review_app.command()
-def claim(editor: EditorOpt,
-          category: Annotated[str | None, typer.Option(help="Only drafts of this category.")] = None,
-          flagged: Annotated[bool, typer.Option("--flagged", help="Claim from the flagged queue.")] = False,
-          as_json: JsonOpt = False) -> None:
+def claim(
+    editor: EditorOpt,
+    category: Annotated[str | None, typer.Option(help="Only drafts of this category.")] = None,
+    flagged: Annotated[bool, typer.Option("--flagged", help="Claim from the flagged queue.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Take the next draft (by priority, then age) with a lease; your live claim comes back first."""
     from tasks.review.actions import claim as claim_draft
     from tasks.review.actions import draft_to_dict
@@ -128,8 +157,10 @@ def claim(editor: EditorOpt,
     if as_json:
         console.print_json(draft_to_dict(draft))
     else:
-        console.out.print(f"claimed draft {draft.id} (version {draft.version}) until "
-                          f"{draft.lease_expires_at:%H:%M:%S} UTC; `draftflow review show {draft.id}` to read it")
+        console.out.print(
+            f"claimed draft {draft.id} (version {draft.version}) until "
+            f"{draft.lease_expires_at:%H:%M:%S} UTC; `draftflow review show {draft.id}` to read it"
+        )
 
 
 @review_app.command()
@@ -155,15 +186,20 @@ def heartbeat(draft_id: DraftId, editor: EditorOpt, as_json: JsonOpt = False) ->
 
 
 @review_app.command()
-def comment(draft_id: DraftId, editor: EditorOpt,
-            text: Annotated[str, typer.Option("--text", "-t", help="The comment.")], as_json: JsonOpt = False) -> None:
+def comment(
+    draft_id: DraftId,
+    editor: EditorOpt,
+    text: Annotated[str, typer.Option("--text", "-t", help="The comment.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Add a comment to a draft's history."""
     from tasks.review.actions import comment as add_comment
 
     row = add_comment(_db(), draft_id, editor, text)
     if as_json:
-        console.print_json({"id": row.id, "draft_id": draft_id, "author": row.author, "body": row.body,
-                            "at": row.at.isoformat()})
+        console.print_json(
+            {"id": row.id, "draft_id": draft_id, "author": row.author, "body": row.body, "at": row.at.isoformat()}
+        )
     else:
         console.out.print(f"comment added to draft {draft_id}")
 
@@ -179,14 +215,19 @@ def history(draft_id: DraftId, as_json: JsonOpt = False) -> None:
         return
     for e in items:
         moved = f"  {e['from']} → {e['to']}" if e["from"] or e["to"] else ""
-        console.out.print(f"{e['at']}  {e['actor']}  {e['action']}{moved}" + (f"  ({e['note']})" if e["note"] else ""),
-                          markup=False, highlight=False)
+        console.out.print(
+            f"{e['at']}  {e['actor']}  {e['action']}{moved}" + (f"  ({e['note']})" if e["note"] else ""),
+            markup=False,
+            highlight=False,
+        )
 
 
 @review_app.command()
-def stats(run: Annotated[str | None, typer.Option(help="Only this night (run id).")] = None,
-          model_version: Annotated[str | None, typer.Option(help="Only this model version (e.g. v0003).")] = None,
-          as_json: JsonOpt = False) -> None:
+def stats(
+    run: Annotated[str | None, typer.Option(help="Only this night (run id).")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Only this model version (e.g. v0003).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Queue metrics: states, editors' throughput and time per draft, approval rate, reasons, edit distance."""
     from storage.registry import get_model_version
     from tasks.review.metrics import desk_metrics
@@ -200,31 +241,48 @@ def stats(run: Annotated[str | None, typer.Option(help="Only this night (run id)
     out = console.out
     out.print("states: " + (", ".join(f"{k} {v}" for k, v in sorted(m["states"].items())) or "no drafts"))
     rate = m["approval_rate"]
-    out.print(f"approval rate: {'-' if rate is None else f'{rate:.0%}'}; rejection reasons: "
-              + (", ".join(f"{k} {v}" for k, v in m["rejection_reasons"].items()) or "-"))
+    out.print(
+        f"approval rate: {'-' if rate is None else f'{rate:.0%}'}; rejection reasons: "
+        + (", ".join(f"{k} {v}" for k, v in m["rejection_reasons"].items()) or "-")
+    )
     d = m["edit_distance"]
-    out.print(f"edit distance (model text → approved text), {d['n']} drafts: "
-              + ("-" if d["mean"] is None else f"mean {d['mean']:.1f}, median {d['median']:.0f} characters"))
+    out.print(
+        f"edit distance (model text → approved text), {d['n']} drafts: "
+        + ("-" if d["mean"] is None else f"mean {d['mean']:.1f}, median {d['median']:.0f} characters")
+    )
     table = Table("editor", "decisions", "approved", "rejected", "edits", "median s/draft")
     for e in m["editors"]:
-        table.add_row(e["editor"], str(e["decisions"]), str(e["approved"]), str(e["rejected"]), str(e["edited"]),
-                      "-" if e["median_seconds"] is None else f"{e['median_seconds']:.0f}")
+        table.add_row(
+            e["editor"],
+            str(e["decisions"]),
+            str(e["approved"]),
+            str(e["rejected"]),
+            str(e["edited"]),
+            "-" if e["median_seconds"] is None else f"{e['median_seconds']:.0f}",
+        )
     out.print(table)
     for key, label in (("by_night", "run_id"), ("by_model_version", "model_version")):
         table = Table(label, "approved", "rejected", "approval rate", "mean edit distance")
         for g in m[key]:
-            table.add_row(g[label], str(g["approved"]), str(g["rejected"]),
-                          "-" if g["approval_rate"] is None else f"{g['approval_rate']:.0%}",
-                          "-" if g["mean_edit_distance"] is None else f"{g['mean_edit_distance']:.1f}")
+            table.add_row(
+                g[label],
+                str(g["approved"]),
+                str(g["rejected"]),
+                "-" if g["approval_rate"] is None else f"{g['approval_rate']:.0%}",
+                "-" if g["mean_edit_distance"] is None else f"{g['mean_edit_distance']:.1f}",
+            )
         out.print(table)
 
 
 @review_app.command()
-def export(out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
-           status: Annotated[str, typer.Option(help="Drafts in this status.")] = "approved",
-           fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl.")] = "parquet",
-           preferences: Annotated[bool, typer.Option(
-               "--preferences", help="Write (prompt, chosen, rejected) preference pairs instead.")] = False) -> None:
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    status: Annotated[str, typer.Option(help="Drafts in this status.")] = "approved",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl.")] = "parquet",
+    preferences: Annotated[
+        bool, typer.Option("--preferences", help="Write (prompt, chosen, rejected) preference pairs instead.")
+    ] = False,
+) -> None:
     """Export drafts with their provenance, or preference pairs, as Parquet or JSONL."""
     from tasks.review.export import export_drafts
 
@@ -279,24 +337,33 @@ def config(
 
 
 @review_app.command("add-editor")
-def add_editor(name: Annotated[str, typer.Argument(help="Sign-in name.")],
-               role: Annotated[str, typer.Option(help="editor or admin.")] = "editor",
-               password_file: Annotated[Path | None, typer.Option(
-                   help="Read the password from this file ('-' = stdin) instead of a prompt.")] = None) -> None:
+def add_editor(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[str, typer.Option(help="editor or admin.")] = "editor",
+    password_file: Annotated[
+        Path | None, typer.Option(help="Read the password from this file ('-' = stdin) instead of a prompt.")
+    ] = None,
+) -> None:
     """Create a web-desk account (the first one should be an admin)."""
     from storage.accounts import create_editor
 
-    password = (_read_text(password_file).strip() if password_file
-                else typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    password = (
+        _read_text(password_file).strip()
+        if password_file
+        else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
     create_editor(_db(), name, password, role)
     console.out.print(f"editor {name} created ({role})")
 
 
 @review_app.command("serve")
-def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765,
-          https_only: Annotated[bool, typer.Option(
-              "--https-only", help="Mark the session cookie Secure (behind TLS, e.g. a proxy).")] = False) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765,
+    https_only: Annotated[
+        bool, typer.Option("--https-only", help="Mark the session cookie Secure (behind TLS, e.g. a proxy).")
+    ] = False,
+) -> None:
     """Start the editors' web desk (same as `draftflow desk`)."""
     from review.server import serve as serve_desk
 

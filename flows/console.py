@@ -37,9 +37,16 @@ def fail(message: str, code: int = 1) -> None:
 @contextmanager
 def progress_bar(description: str) -> Iterator[ProgressFn]:
     """A Rich bar on stderr; yields the `progress(done, total, message)` callback stages accept."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[message]}"), TimeRemainingColumn(), console=err,
-                  transient=False, disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[message]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    ) as bar:
         task_id = bar.add_task(description, total=None, message="")
 
         def update(done: int, total: int, message: str) -> None:
@@ -82,8 +89,10 @@ def summary_table(s: RunSummary) -> Table:
         ("Train loss", _f(s.train_loss)),
         ("Validation loss", _f(s.val_loss) + (f"  (perplexity {s.perplexity:.1f})" if s.perplexity else "")),
         ("Drafts queued", f"{s.drafts_queued}  (generation {s.generate_tokens_per_second:.0f} tokens/s)"),
-        ("  flagged", f"{s.drafts_flagged}" + (f"  ({', '.join(f'{k} {v}' for k, v in s.flags.items())})"
-                                              if s.flags else "")),
+        (
+            "  flagged",
+            f"{s.drafts_flagged}" + (f"  ({', '.join(f'{k} {v}' for k, v in s.flags.items())})" if s.flags else ""),
+        ),
         ("Review queue", ", ".join(f"{k} {v}" for k, v in sorted(s.queue.items()))),
         ("Cached stages", ", ".join(s.cached_stages) or "none (inputs changed)"),
         ("Stage seconds", ", ".join(f"{k} {v:.0f}" for k, v in s.seconds.items())),

@@ -24,8 +24,11 @@ from tasks.train.params import TrainParams
 
 
 class FinetuneParams(Params):
-    base_model: str | None = Field(None, description="Empty: continue from the latest version; or 'scratch', "
-                                                     "a version (v0003), a local folder or a hub id.")
+    base_model: str | None = Field(
+        None,
+        description="Empty: continue from the latest version; or 'scratch', "
+        "a version (v0003), a local folder or a hub id.",
+    )
     home: str | None = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
     training: TrainParams = Field(default_factory=TrainParams)
 
@@ -38,8 +41,9 @@ def finetune_flow(params: FinetuneParams | None = None) -> ModelRef:
     run_id = flow_run.get_id() or uuid.uuid4().hex  # a retried flow run keeps its id: training resumes
     start_run(db, run_id, "finetune", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
     try:
-        model = fine_tune(latest_tokens(settings), resolve_base_model(params.base_model, db), params.training,
-                          settings, run_id)
+        model = fine_tune(
+            latest_tokens(settings), resolve_base_model(params.base_model, db), params.training, settings, run_id
+        )
     except BaseException as exc:
         finish_run(db, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise

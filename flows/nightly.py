@@ -53,8 +53,9 @@ def _finetune_deployment(deployment: str, params: NightlyParams, settings: Setti
     assert isinstance(finished, FlowRun)  # called from a sync flow: the sync variant
     if finished.state is None or not finished.state.is_completed():
         state = finished.state.name if finished.state else "unknown"
-        raise DraftflowError(f"fine-tune deployment {deployment} ended {state} "
-                             f"(flow run {finished.id}); see its logs in the Prefect UI")
+        raise DraftflowError(
+            f"fine-tune deployment {deployment} ended {state} (flow run {finished.id}); see its logs in the Prefect UI"
+        )
     with db.session() as session:
         run = session.get(Run, str(finished.id))
         if run is None or not run.summary:
@@ -85,88 +86,174 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
     except BaseException as exc:
         finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
         raise
-    finish_run(db, run_id, "completed", summary=summary.model_dump(mode="json"),
-               corpus_fingerprint=summary.corpus_fingerprint)
-    create_markdown_artifact(render_markdown(summary), key="nightly-summary",
-                             description="What this nightly run did, stage by stage")
+    finish_run(
+        db, run_id, "completed", summary=summary.model_dump(mode="json"), corpus_fingerprint=summary.corpus_fingerprint
+    )
+    create_markdown_artifact(
+        render_markdown(summary), key="nightly-summary", description="What this nightly run did, stage by stage"
+    )
     return summary
 
 
-def _run_stages(params: NightlyParams, settings: Settings, db: Any, run_id: str,
-                seconds: dict[str, float], scale: ScaleParams) -> RunSummary:
+def _run_stages(
+    params: NightlyParams, settings: Settings, db: Any, run_id: str, seconds: dict[str, float], scale: ScaleParams
+) -> RunSummary:
     swept = _timed(seconds, "sweep_leases", lambda: sweep_leases(settings))
-    feedback = (_timed(seconds, "editor_feedback", lambda: editor_feedback(settings))
-                if params.learn_from_editors else None)
+    feedback = (
+        _timed(seconds, "editor_feedback", lambda: editor_feedback(settings)) if params.learn_from_editors else None
+    )
     sources = [*params.corpus, *([feedback] if feedback else [])]
     cached: list[str] = []
     raw = _timed(seconds, "ingest", lambda: _cached(cached, "ingest", ingest, sources, settings, params.ingest))
-    cleaned = _timed(seconds, "clean",
-                     lambda: _cached(cached, "clean", clean, raw, settings, params.clean) if scale.shards == 1
-                     else clean_stage(raw, settings, params.clean, scale))
+    cleaned = _timed(
+        seconds,
+        "clean",
+        lambda: (
+            _cached(cached, "clean", clean, raw, settings, params.clean)
+            if scale.shards == 1
+            else clean_stage(raw, settings, params.clean, scale)
+        ),
+    )
     base = resolve_base_model(params.base_model, db)
-    tokens = _timed(seconds, "tokenize",
-                    lambda: _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
-                    if scale.shards == 1 else tokenize_stage(cleaned, base, settings, params.tokenize, scale))
+    tokens = _timed(
+        seconds,
+        "tokenize",
+        lambda: (
+            _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
+            if scale.shards == 1
+            else tokenize_stage(cleaned, base, settings, params.tokenize, scale)
+        ),
+    )
     deployment = params.finetune_deployment
-    model = _timed(seconds, "fine_tune",
-                   lambda: _finetune_deployment(deployment, params, settings, db) if deployment
-                   else fine_tune(tokens, base, params.training, settings, run_id))
-    generated = _timed(seconds, "generate",
-                       lambda: generate(model, params.prompts_file, params.generation, settings, run_id))
-    queued = _timed(seconds, "queue_for_review",
-                    lambda: queue_stage(run_id, settings, cleaned, params.checks, scale))
-    reasons = {k.removeprefix("rejected_"): v for stats in (raw.stats, cleaned.stats)
-               for k, v in stats.items() if k.startswith("rejected_")}
+    model = _timed(
+        seconds,
+        "fine_tune",
+        lambda: (
+            _finetune_deployment(deployment, params, settings, db)
+            if deployment
+            else fine_tune(tokens, base, params.training, settings, run_id)
+        ),
+    )
+    generated = _timed(
+        seconds, "generate", lambda: generate(model, params.prompts_file, params.generation, settings, run_id)
+    )
+    queued = _timed(seconds, "queue_for_review", lambda: queue_stage(run_id, settings, cleaned, params.checks, scale))
+    reasons = {
+        k.removeprefix("rejected_"): v
+        for stats in (raw.stats, cleaned.stats)
+        for k, v in stats.items()
+        if k.startswith("rejected_")
+    }
     return RunSummary(
-        run_id=run_id, home=str(settings.home),
-        documents_ingested=raw.stats["seen"], documents_kept=cleaned.rows,
-        documents_rejected=raw.stats["rejected"] + cleaned.stats["rejected"], rejected_by_reason=reasons,
-        files=_files(raw.stats, cached="ingest" in cached), cached_stages=cached,
-        editor_approved_source=feedback, leases_expired=swept, sample_drafts=generated.samples[:5],
+        run_id=run_id,
+        home=str(settings.home),
+        documents_ingested=raw.stats["seen"],
+        documents_kept=cleaned.rows,
+        documents_rejected=raw.stats["rejected"] + cleaned.stats["rejected"],
+        rejected_by_reason=reasons,
+        files=_files(raw.stats, cached="ingest" in cached),
+        cached_stages=cached,
+        editor_approved_source=feedback,
+        leases_expired=swept,
+        sample_drafts=generated.samples[:5],
         clean_steps=cleaned.report,
-        corpus_fingerprint=cleaned.fingerprint, tokens=tokens.tokens, train_blocks=tokens.train_blocks,
+        corpus_fingerprint=cleaned.fingerprint,
+        tokens=tokens.tokens,
+        train_blocks=tokens.train_blocks,
         val_blocks=tokens.val_blocks,
-        tokenizer_id=tokens.tokenizer.tokenizer_id, base_model=base.label, model_version=model.name,
-        model_path=model.path, train_steps=model.steps, model_promoted=model.promoted, promotion=model.promotion,
+        tokenizer_id=tokens.tokenizer.tokenizer_id,
+        base_model=base.label,
+        model_version=model.name,
+        model_path=model.path,
+        train_steps=model.steps,
+        model_promoted=model.promoted,
+        promotion=model.promotion,
         train_loss=model.train_loss,
-        val_loss=model.val_loss, perplexity=model.perplexity,
-        drafts_generated=generated.drafts_new, drafts_queued=queued.queued, drafts_flagged=queued.flagged,
+        val_loss=model.val_loss,
+        perplexity=model.perplexity,
+        drafts_generated=generated.drafts_new,
+        drafts_queued=queued.queued,
+        drafts_flagged=queued.flagged,
         flags=queued.flags,
-        generate_tokens_per_second=round(generated.tokens_per_second, 1), queue=queued.queue,
-        seconds=seconds)
+        generate_tokens_per_second=round(generated.tokens_per_second, 1),
+        queue=queued.queue,
+        seconds=seconds,
+    )
 
 
 def _files(stats: dict[str, int], cached: bool) -> dict[str, int]:
     files = {k.removeprefix("files_"): v for k, v in stats.items() if k.startswith("files_")}
     if cached:  # the stored reference counts the night it ran; tonight nothing changed
-        files = {"new": 0, "changed": 0, "unchanged": files.get("new", 0) + files.get("changed", 0)
-                 + files.get("unchanged", 0), "removed": 0}
+        files = {
+            "new": 0,
+            "changed": 0,
+            "unchanged": files.get("new", 0) + files.get("changed", 0) + files.get("unchanged", 0),
+            "removed": 0,
+        }
     return files
 
 
 def render_markdown(s: RunSummary) -> str:
     files = ", ".join(f"{k} {v}" for k, v in s.files.items())
-    rows = [("Leases expired", s.leases_expired), ("Editor-approved drafts", s.editor_approved_source or "none yet"),
-            ("Files", files), ("Documents ingested", s.documents_ingested), ("Documents kept", s.documents_kept),
-            ("Documents rejected", s.documents_rejected), ("Tokens (train + val)", s.tokens),
-            ("Base model", s.base_model), ("Model version", s.model_version), ("Promotion", s.promotion),
-            ("Train steps", s.train_steps),
-            ("Train loss", _fmt(s.train_loss)), ("Validation loss", _fmt(s.val_loss)),
-            ("Perplexity", _fmt(s.perplexity)), ("Drafts queued", s.drafts_queued),
-            ("Drafts flagged", s.drafts_flagged),
-            ("Generation tokens/s", s.generate_tokens_per_second)]
-    lines = ["# Nightly run", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
-             "## Rejected by reason", "", "| reason | documents |", "|---|---|",
-             *[f"| {k} | {v} |" for k, v in sorted(s.rejected_by_reason.items())], "",
-             "## Cleaning steps", "", "| step | documents | MB | seconds | dropped |", "|---|---|---|---|---|",
-             *[f"| {r['step']} | {r['documents']} | {r['megabytes']} | {r['seconds']} | {r['dropped']} |"
-               for r in s.clean_steps], "",
-             "## Stage timings (s)", "", "| stage | seconds |", "|---|---|",
-             *[f"| {k} | {v}{' (cached)' if k in s.cached_stages else ''} |" for k, v in s.seconds.items()], "",
-             "## Review queue", "", "| state | drafts |", "|---|---|",
-             *[f"| {k} | {v} |" for k, v in sorted(s.queue.items())], "",
-             "## Sample drafts", "", "| prompt | draft |", "|---|---|",
-             *[f"| {_cell(d.get('prompt', ''))} | {_cell(d.get('draft', ''))} |" for d in s.sample_drafts]]
+    rows = [
+        ("Leases expired", s.leases_expired),
+        ("Editor-approved drafts", s.editor_approved_source or "none yet"),
+        ("Files", files),
+        ("Documents ingested", s.documents_ingested),
+        ("Documents kept", s.documents_kept),
+        ("Documents rejected", s.documents_rejected),
+        ("Tokens (train + val)", s.tokens),
+        ("Base model", s.base_model),
+        ("Model version", s.model_version),
+        ("Promotion", s.promotion),
+        ("Train steps", s.train_steps),
+        ("Train loss", _fmt(s.train_loss)),
+        ("Validation loss", _fmt(s.val_loss)),
+        ("Perplexity", _fmt(s.perplexity)),
+        ("Drafts queued", s.drafts_queued),
+        ("Drafts flagged", s.drafts_flagged),
+        ("Generation tokens/s", s.generate_tokens_per_second),
+    ]
+    lines = [
+        "# Nightly run",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in rows],
+        "",
+        "## Rejected by reason",
+        "",
+        "| reason | documents |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in sorted(s.rejected_by_reason.items())],
+        "",
+        "## Cleaning steps",
+        "",
+        "| step | documents | MB | seconds | dropped |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {r['step']} | {r['documents']} | {r['megabytes']} | {r['seconds']} | {r['dropped']} |"
+            for r in s.clean_steps
+        ],
+        "",
+        "## Stage timings (s)",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v}{' (cached)' if k in s.cached_stages else ''} |" for k, v in s.seconds.items()],
+        "",
+        "## Review queue",
+        "",
+        "| state | drafts |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in sorted(s.queue.items())],
+        "",
+        "## Sample drafts",
+        "",
+        "| prompt | draft |",
+        "|---|---|",
+        *[f"| {_cell(d.get('prompt', ''))} | {_cell(d.get('draft', ''))} |" for d in s.sample_drafts],
+    ]
     return "\n".join(lines)
 
 

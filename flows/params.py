@@ -20,10 +20,12 @@ DEFAULT_CORPUS = "python-stdlib-docs"
 class ScaleParams(Params):
     """Sharding of the CPU-heavy stages (clean, tokenize, draft checks) over a Dask cluster."""
 
-    shards: int = Field(1, ge=1, le=4096, description="1 runs each stage in this process; more splits it "
-                                                       "into shards run on Dask.")
-    dask_address: str | None = Field(None, description="An existing Dask scheduler (tcp://host:8786); "
-                                                       "empty = a local cluster when shards > 1.")
+    shards: int = Field(
+        1, ge=1, le=4096, description="1 runs each stage in this process; more splits it into shards run on Dask."
+    )
+    dask_address: str | None = Field(
+        None, description="An existing Dask scheduler (tcp://host:8786); empty = a local cluster when shards > 1."
+    )
     workers: int | None = Field(None, ge=1, le=256, description="Workers of the local cluster; empty = one per core.")
 
 
@@ -32,18 +34,24 @@ class NightlyParams(Params):
 
     corpus: list[str] = Field(
         default_factory=lambda: [DEFAULT_CORPUS],
-        description="Files, folders (`NAME=PATH` names the source) or 'python-stdlib-docs'.")
+        description="Files, folders (`NAME=PATH` names the source) or 'python-stdlib-docs'.",
+    )
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     learn_from_editors: bool = Field(
-        True, description="Add the drafts editors approved on earlier nights to the corpus (source editor-approved).")
+        True, description="Add the drafts editors approved on earlier nights to the corpus (source editor-approved)."
+    )
     prompts_file: str | None = Field(None, description="Prompts file (lines or JSONL); empty = shipped defaults.")
     base_model: str | None = Field(
-        None, description="Empty: continue from the latest model version (scratch if none). "
-                          "'scratch', a version (v0003), a local folder or a hub id.")
+        None,
+        description="Empty: continue from the latest model version (scratch if none). "
+        "'scratch', a version (v0003), a local folder or a hub id.",
+    )
     home: str | None = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.draftflow.")
     run_id: str | None = Field(
-        None, description="Start a killed run again under its id: fine-tune resumes from its checkpoint and only "
-                          "the missing drafts are written; empty = this flow run's id.")
+        None,
+        description="Start a killed run again under its id: fine-tune resumes from its checkpoint and only "
+        "the missing drafts are written; empty = this flow run's id.",
+    )
     clean: CleanParams = Field(default_factory=CleanParams)
     tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
     training: TrainParams = Field(default_factory=TrainParams)
@@ -51,8 +59,10 @@ class NightlyParams(Params):
     checks: CheckParams = Field(default_factory=CheckParams)
     scale: ScaleParams = Field(default_factory=ScaleParams)
     finetune_deployment: str | None = Field(
-        None, description="Run fine-tuning as this deployment (e.g. draftflow-finetune/finetune-gpu, on the gpu "
-                          "work pool) and wait for it; empty = in this flow's process.")
+        None,
+        description="Run fine-tuning as this deployment (e.g. draftflow-finetune/finetune-gpu, on the gpu "
+        "work pool) and wait for it; empty = in this flow's process.",
+    )
 
 
 class RunSummary(BaseModel):

@@ -49,5 +49,6 @@ def hide_user_error_tracebacks() -> None:
 
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and not any(
-                isinstance(f, _HideUserErrorTracebacks) for f in handler.filters):
+            isinstance(f, _HideUserErrorTracebacks) for f in handler.filters
+        ):
             handler.addFilter(_HideUserErrorTracebacks())

@@ -44,8 +44,16 @@ def retry_unless_user_error(_task: Any, _task_run: Any, state: Any) -> bool:
 
 # -- corpus stages: cached on the fingerprints of what decides their output ---------------------------------
 
-@task(name="ingest", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
-      cache_key_fn=ingest_key, cache_expiration=CACHE_FOR, persist_result=True)
+
+@task(
+    name="ingest",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_unless_user_error,
+    cache_key_fn=ingest_key,
+    cache_expiration=CACHE_FOR,
+    persist_result=True,
+)
 def ingest(sources: list[str], settings: Settings, options: IngestOptions) -> DatasetRef:
     """Bring `corpus/raw` up to date (retried on I/O errors, never on a user error)."""
     return ingest_corpus(sources, settings, options)
@@ -67,6 +75,7 @@ def tokenize(clean: DatasetRef, base: BaseModelSpec, settings: Settings, params:
 
 # -- sharded corpus stages (flows/scaleout.py): the shard tasks run on Dask workers -------------------------
 
+
 @task(name="clean-shard", task_run_name="clean-shard-{shard.index}", cache_policy=NO_CACHE)
 def clean_shard_task(shard: Shard, params: CleanParams) -> CleanShardResult:
     """The per-document cleaning steps on one slice of the raw corpus (on a Dask worker)."""
@@ -75,8 +84,9 @@ def clean_shard_task(shard: Shard, params: CleanParams) -> CleanShardResult:
 
 
 @task(name="clean-merge", cache_policy=NO_CACHE)
-def merge_clean_task(raw: DatasetRef, shards: list[CleanShardResult], settings: Settings,
-                     params: CleanParams) -> DatasetRef:
+def merge_clean_task(
+    raw: DatasetRef, shards: list[CleanShardResult], settings: Settings, params: CleanParams
+) -> DatasetRef:
     """Dedup in corpus order, then the atomic commit (in the flow's process)."""
     ref = merge_clean_shards(raw, shards, settings, params)
     publish_clean_steps(ref.report, sharded=True)
@@ -97,45 +107,58 @@ def encode_shard_task(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -
 
 
 @task(name="tokenize-pack", cache_policy=NO_CACHE)
-def pack_task(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard], settings: Settings,
-              params: TokenizeParams) -> TokensRef:
+def pack_task(
+    clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard], settings: Settings, params: TokenizeParams
+) -> TokensRef:
     """Pack the shard streams into blocks and commit them (in the flow's process)."""
     return pack_shards(clean, tok, shards, settings, params)
 
 
 # -- model stages -------------------------------------------------------------------------------------------
 
+
 @task(name="fine_tune", tags=["gpu"], cache_policy=NO_CACHE)
-def fine_tune(tokens: TokensRef, base: BaseModelSpec, params: TrainParams, settings: Settings,
-              run_id: str | None = None) -> ModelRef:
+def fine_tune(
+    tokens: TokensRef, base: BaseModelSpec, params: TrainParams, settings: Settings, run_id: str | None = None
+) -> ModelRef:
     """Tag `gpu`. No retries: a restart of the same run resumes from its checkpoint instead."""
     from tasks.train.stage import train_model  # torch: imported when a training runs
 
     progress = PrefectProgress("fine-tune-progress", "Fine-tuning")
-    ref = train_model(tokens, base, params, open_database(settings.database_url), settings,
-                      run_id=run_id, progress=progress)
+    ref = train_model(
+        tokens, base, params, open_database(settings.database_url), settings, run_id=run_id, progress=progress
+    )
     publish_training_artifacts(ref)
     return ref
 
 
 @task(name="generate", cache_policy=NO_CACHE)
-def generate(model: ModelRef, prompts_file: str | None, params: GenerationParams, settings: Settings,
-             run_id: str) -> GenerateResult:
+def generate(
+    model: ModelRef, prompts_file: str | None, params: GenerationParams, settings: Settings, run_id: str
+) -> GenerateResult:
     """Drafts for every prompt x sample of this run that is not there yet."""
     from tasks.generate.prompts import load_prompts
     from tasks.generate.stage import generate_drafts
 
-    result = generate_drafts(model, load_prompts(prompts_file), params, open_database(settings.database_url),
-                             run_id, progress=PrefectProgress("generate-progress", "Generating drafts"))
+    result = generate_drafts(
+        model,
+        load_prompts(prompts_file),
+        params,
+        open_database(settings.database_url),
+        run_id,
+        progress=PrefectProgress("generate-progress", "Generating drafts"),
+    )
     publish_generate_samples(result.samples, result.tokens_per_second, result.drafts_new)
     return result
 
 
 # -- review -------------------------------------------------------------------------------------------------
 
+
 @task(name="queue_for_review", cache_policy=NO_CACHE)
-def queue_for_review(run_id: str, settings: Settings, clean: DatasetRef | None = None,
-                     params: CheckParams | None = None) -> QueueResult:
+def queue_for_review(
+    run_id: str, settings: Settings, clean: DatasetRef | None = None, params: CheckParams | None = None
+) -> QueueResult:
     """This run's generated drafts are checked and enter the editors' queue."""
     return queue_run(open_database(settings.database_url), run_id, corpus_index(settings, clean), params)
 
@@ -147,8 +170,9 @@ def build_index_task(settings: Settings, clean: DatasetRef | None) -> bool:
 
 
 @task(name="check-shard", task_run_name="check-shard-{part.index}", cache_policy=NO_CACHE)
-def check_range_task(part: DraftRange, settings: Settings, clean: DatasetRef | None,
-                     params: CheckParams) -> CheckedRange:
+def check_range_task(
+    part: DraftRange, settings: Settings, clean: DatasetRef | None, params: CheckParams
+) -> CheckedRange:
     """Check and queue one id range of the run's drafts (on a Dask worker)."""
     worker_logging()
     return check_range(part, settings, clean, params)

@@ -67,22 +67,22 @@ def clean_stage(raw: DatasetRef, settings: Settings, params: CleanParams, scale:
     return clean_sharded.with_options(task_runner=dask_runner(scale))(raw, settings, params, scale.shards)
 
 
-def tokenize_stage(cleaned: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams,
-                   scale: ScaleParams) -> TokensRef:
+def tokenize_stage(
+    cleaned: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams, scale: ScaleParams
+) -> TokensRef:
     """Tokenizer + packed train/val blocks, in this process or with the encoding in shards."""
     if scale.shards == 1:
         return tokenize(cleaned, base, settings, params)
-    return tokenize_sharded.with_options(task_runner=dask_runner(scale))(cleaned, base, settings, params,
-                                                                         scale.shards)
+    return tokenize_sharded.with_options(task_runner=dask_runner(scale))(cleaned, base, settings, params, scale.shards)
 
 
-def queue_stage(run_id: str, settings: Settings, cleaned: DatasetRef | None, checks: CheckParams,
-                scale: ScaleParams) -> QueueResult:
+def queue_stage(
+    run_id: str, settings: Settings, cleaned: DatasetRef | None, checks: CheckParams, scale: ScaleParams
+) -> QueueResult:
     """Check the run's generated drafts and queue them, in this process or in id-range shards."""
     if scale.shards == 1:
         return queue_for_review(run_id, settings, cleaned, checks)
-    return queue_sharded.with_options(task_runner=dask_runner(scale))(run_id, settings, cleaned, checks,
-                                                                      scale.shards)
+    return queue_sharded.with_options(task_runner=dask_runner(scale))(run_id, settings, cleaned, checks, scale.shards)
 
 
 def dask_runner(scale: ScaleParams) -> Any:
@@ -152,8 +152,9 @@ def clean_sharded(raw: DatasetRef, settings: Settings, params: CleanParams, shar
 
 
 @flow(name="tokenize-sharded", description="Train the tokenizer once, encode in shards on Dask, pack blocks here.")
-def tokenize_sharded(cleaned: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams,
-                     shards: int) -> TokensRef:
+def tokenize_sharded(
+    cleaned: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams, shards: int
+) -> TokensRef:
     """The tokenizer first (before any worker starts, so it has every core), then sharded encoding."""
     tok = tokenizer_task(cleaned, base, settings, params)
     reused = committed_tokens(cleaned, tok, settings, params)
@@ -173,12 +174,16 @@ def tokenize_sharded(cleaned: DatasetRef, base: BaseModelSpec, settings: Setting
 
 
 @flow(name="queue-sharded", description="Check a run's drafts in id-range shards on Dask and queue them.")
-def queue_sharded(run_id: str, settings: Settings, cleaned: DatasetRef | None, checks: CheckParams,
-                  shards: int) -> QueueResult:
+def queue_sharded(
+    run_id: str, settings: Settings, cleaned: DatasetRef | None, checks: CheckParams, shards: int
+) -> QueueResult:
     """The n-gram index is built once here; each shard loads it from the on-disk cache."""
     build_index_task(settings, cleaned)
     parts = plan_ranges(open_database(settings.database_url), run_id, shards)
     log.info("queue_for_review: %d id ranges of run %s", len(parts), run_id)
-    results = gather("check", check_range_task.map(parts, unmapped(settings), unmapped(cleaned),
-                                                   unmapped(checks))) if parts else []
+    results = (
+        gather("check", check_range_task.map(parts, unmapped(settings), unmapped(cleaned), unmapped(checks)))
+        if parts
+        else []
+    )
     return merge_ranges(run_id, settings, results)

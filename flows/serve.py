@@ -43,8 +43,7 @@ def serve(settings: Settings, port: int = 4200, gpu_slots: int = 1, workers: boo
         if _healthy(api) and not ours:
             raise DraftflowError(f"something else answers on {api}: stop it or pick another --port")
         if not ours:  # a second `serve` reuses the server it started and registers again
-            _spawn(state, "server", [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                   env)
+            _spawn(state, "server", [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env)
         _wait_healthy(api, seconds=STARTUP_SECONDS, log=state / "server.log")
     env["PREFECT_API_URL"] = api
     _run([sys.executable, "-c", f"from flows.serve import _setup_api; _setup_api({gpu_slots})"], env, "set-up")
@@ -52,13 +51,22 @@ def serve(settings: Settings, port: int = 4200, gpu_slots: int = 1, workers: boo
     if workers:
         for pool in POOLS:
             if not _running(state, f"worker-{pool}"):
-                _spawn(state, f"worker-{pool}", [_prefect(), "worker", "start", "--pool", pool, "--type", "process"],
-                       env)
+                _spawn(
+                    state, f"worker-{pool}", [_prefect(), "worker", "start", "--pool", pool, "--type", "process"], env
+                )
     (state / "api.json").write_text(json.dumps({"api": api}))
-    return {"api": api, "ui": api.removesuffix("/api"), "state": str(state),
-            "deployments": ["draftflow-nightly/nightly", "draftflow-prepare/prepare-corpus",
-                            "draftflow-finetune/finetune-gpu", "draftflow-generate/generate",
-                            "draftflow-review-maintenance/review-maintenance"]}
+    return {
+        "api": api,
+        "ui": api.removesuffix("/api"),
+        "state": str(state),
+        "deployments": [
+            "draftflow-nightly/nightly",
+            "draftflow-prepare/prepare-corpus",
+            "draftflow-finetune/finetune-gpu",
+            "draftflow-generate/generate",
+            "draftflow-review-maintenance/review-maintenance",
+        ],
+    }
 
 
 def stop(settings: Settings) -> list[str]:
@@ -103,8 +111,7 @@ def _env(settings: Settings, state: Path) -> dict[str, str]:
     from flows.prefect_env import configure_prefect_env
 
     configure_prefect_env()
-    env = {**os.environ, "DRAFTFLOW_HOME": str(settings.home), "DRAFTFLOW_REPO": str(REPO),
-           "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DRAFTFLOW_HOME": str(settings.home), "DRAFTFLOW_REPO": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.setdefault("PREFECT_HOME", str(state / "prefect"))  # the server's own database lives here
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -128,8 +135,9 @@ def _spawn(state: Path, name: str, cmd: list[str], env: dict[str, str]) -> int:
     if pid_file.is_file() and _alive(int(pid_file.read_text())):
         raise DraftflowError(f"{name} is running already (pid {pid_file.read_text()}): `draftflow stop` first")
     with (state / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                                start_new_session=True)  # its own process group: stop ends its children too
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )  # its own process group: stop ends its children too
     pid_file.write_text(str(proc.pid))
     return proc.pid
 

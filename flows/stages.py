@@ -36,8 +36,9 @@ HomeField = Field(None, description="Data home; empty = DRAFTFLOW_HOME or ~/.dra
 
 
 class PrepareParams(Params):
-    corpus: list[str] = Field(default_factory=lambda: [DEFAULT_CORPUS],
-                              description="Files, folders (`NAME=PATH`) or 'python-stdlib-docs'.")
+    corpus: list[str] = Field(
+        default_factory=lambda: [DEFAULT_CORPUS], description="Files, folders (`NAME=PATH`) or 'python-stdlib-docs'."
+    )
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     base_model: str | None = Field(None, description="Decides the tokenizer: empty = the latest version's.")
     home: str | None = HomeField
@@ -67,10 +68,16 @@ def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
     cached: list[str] = []
     raw = _cached(cached, "ingest", ingest, params.corpus, settings, params.ingest)
     cleaned = _cached(cached, "clean", clean, raw, settings, params.clean)
-    tokens = _cached(cached, "tokenize", tokenize, cleaned, resolve_base_model(params.base_model, db), settings,
-                     params.tokenize)
-    return {"documents": raw.stats.get("seen", raw.rows), "kept": cleaned.rows, "tokens": tokens.tokens,
-            "tokenizer_id": tokens.tokenizer.tokenizer_id, "cached": cached}
+    tokens = _cached(
+        cached, "tokenize", tokenize, cleaned, resolve_base_model(params.base_model, db), settings, params.tokenize
+    )
+    return {
+        "documents": raw.stats.get("seen", raw.rows),
+        "kept": cleaned.rows,
+        "tokens": tokens.tokens,
+        "tokenizer_id": tokens.tokenizer.tokenizer_id,
+        "cached": cached,
+    }
 
 
 @flow(name="draftflow-generate", description="Write drafts with a model version and queue them for review.")
@@ -90,14 +97,21 @@ def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
     model = ModelRef(version_id=info.id, name=info.name, path=info.path)
     generated = generate(model, params.prompts_file, params.generation, settings, run_id)
     queued = queue_for_review(run_id, settings, None, params.checks)
-    summary = {"model_version": info.name, "drafts": generated.drafts_new, "queued": queued.queued,
-               "flagged": queued.flagged, "tokens_per_second": round(generated.tokens_per_second, 1)}
+    summary = {
+        "model_version": info.name,
+        "drafts": generated.drafts_new,
+        "queued": queued.queued,
+        "flagged": queued.flagged,
+        "tokens_per_second": round(generated.tokens_per_second, 1),
+    }
     finish_run(db, run_id, "completed", summary=summary)
     return summary
 
 
-@flow(name="draftflow-review-maintenance",
-      description="Return expired leases, export approved drafts for training, publish desk metrics.")
+@flow(
+    name="draftflow-review-maintenance",
+    description="Return expired leases, export approved drafts for training, publish desk metrics.",
+)
 def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str, Any]:
     from flows.prefect_tasks import editor_feedback
     from tasks.review.metrics import desk_metrics
@@ -108,10 +122,15 @@ def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str
     source = editor_feedback(settings)
     metrics = desk_metrics(open_database(settings.database_url))
     rate = metrics["approval_rate"]
-    lines = ["# Review desk", "", "| | |", "|---|---|",
-             *[f"| drafts {state} | {n} |" for state, n in sorted(metrics["states"].items())],
-             f"| approval rate | {'-' if rate is None else f'{rate:.0%}'} |",
-             f"| expired leases returned | {swept} |",
-             f"| editor-approved source | {source or 'none yet'} |"]
+    lines = [
+        "# Review desk",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| drafts {state} | {n} |" for state, n in sorted(metrics["states"].items())],
+        f"| approval rate | {'-' if rate is None else f'{rate:.0%}'} |",
+        f"| expired leases returned | {swept} |",
+        f"| editor-approved source | {source or 'none yet'} |",
+    ]
     create_markdown_artifact("\n".join(lines), key="review-desk", description="The review queue and its metrics")
     return {"leases_expired": swept, "editor_approved_source": source, "states": metrics["states"]}

@@ -23,8 +23,11 @@ SESSION_HOURS = 12  # one working day: a forgotten browser does not stay signed 
 # Scripts and styles only from the desk itself: even if some text escaped the templates, an
 # injected inline <script> would not run.
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                 b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
@@ -37,12 +40,19 @@ def create_app(database_url: str, secret_key: str | None = None, https_only: boo
     `https_only` marks the session cookie Secure: set it whenever the desk is served over HTTPS
     (directly or behind a proxy). The secret key is resolved by review.secret.
     """
-    app = FastAPI(title="draftflow desk", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=[Depends(csrf_guard)])
+    app = FastAPI(
+        title="draftflow desk", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(csrf_guard)]
+    )
     app.state.db = open_database(database_url)
     app.state.secret = resolve_secret(database_url, secret_key)
-    app.add_middleware(SessionMiddleware, secret_key=app.state.secret, session_cookie=SESSION_COOKIE,
-                       max_age=SESSION_HOURS * 3600, same_site="strict", https_only=https_only)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=app.state.secret,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_HOURS * 3600,
+        same_site="strict",
+        https_only=https_only,
+    )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (auth, queue, drafts, reports, admin):
@@ -86,9 +96,13 @@ def _add_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> Response:
-        return error_page(request, 403, "Form refused",
-                          "This form did not carry the desk's security token (it may come from an old page or "
-                          "another site). Go back, reload the page and try again.")
+        return error_page(
+            request,
+            403,
+            "Form refused",
+            "This form did not carry the desk's security token (it may come from an old page or "
+            "another site). Go back, reload the page and try again.",
+        )
 
     @app.exception_handler(DraftflowError)
     async def _draftflow(request: Request, exc: DraftflowError) -> Response:

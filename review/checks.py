@@ -21,8 +21,11 @@ def check_rows(scores: dict[str, Any], flags: list[str]) -> list[CheckRow]:
     rows: list[CheckRow] = []
     share = scores.get("copied_8gram_share")
     if share is not None:
-        rows.append(CheckRow("Originality (8-word spans not in the corpus)", f"{(1 - float(share)) * 100:.1f} %",
-                             "copied" in flags))
+        rows.append(
+            CheckRow(
+                "Originality (8-word spans not in the corpus)", f"{(1 - float(share)) * 100:.1f} %", "copied" in flags
+            )
+        )
     share13 = scores.get("copied_13gram_share")
     if share13 is not None:
         rows.append(CheckRow("Copied 13-word spans", f"{float(share13) * 100:.1f} %", "copied" in flags))
@@ -31,8 +34,9 @@ def check_rows(scores: dict[str, Any], flags: list[str]) -> list[CheckRow]:
         rows.append(CheckRow("Longest copied span", f"{int(longest)} words", "copied" in flags))
     repetition = scores.get("repetition")
     if repetition is not None:
-        rows.append(CheckRow("Repetition (repeated 3-word spans)", f"{float(repetition) * 100:.1f} %",
-                             "repetitive" in flags))
+        rows.append(
+            CheckRow("Repetition (repeated 3-word spans)", f"{float(repetition) * 100:.1f} %", "repetitive" in flags)
+        )
     pii = {kind: scores.get(f"pii_{kind}") for kind in ("email", "phone", "ip")}
     if any(v is not None for v in pii.values()):
         found = ", ".join(f"{n} {kind}" for kind, n in pii.items() if n) or "none"

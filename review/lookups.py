@@ -12,8 +12,10 @@ MAX_NIGHTS = 200  # the filter lists the latest nights; older ones stay reachabl
 
 def model_versions(db: Database) -> list[tuple[int, str]]:
     with db.session() as session:
-        return [(i, n) for i, n in session.execute(select(ModelVersion.id, ModelVersion.name)
-                                                   .order_by(ModelVersion.id.desc()))]
+        return [
+            (i, n)
+            for i, n in session.execute(select(ModelVersion.id, ModelVersion.name).order_by(ModelVersion.id.desc()))
+        ]
 
 
 def nights(db: Database) -> list[str]:

@@ -56,8 +56,13 @@ def _number(value: Any, digits: int = 1) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(when=_when, iso=_iso, percent=_percent, number=_number)
     return env
 
@@ -82,13 +87,19 @@ def bounce(request: Request, url: str) -> Response:
     return templates.TemplateResponse(request, "bounce.html", {"url": url}, headers={"Cache-Control": "no-store"})
 
 
-def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200,
-           error: str | None = None) -> Response:
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200, error: str | None = None
+) -> Response:
     flashes = request.session.pop("flash", []) if "flash" in request.session else []
     if error:
         flashes = [*flashes, ["error", error]]
-    page = {"request": request, "account": getattr(request.state, "account", None),
-            "csrf_token": csrf_token(request), "flashes": flashes, **(context or {})}
+    page = {
+        "request": request,
+        "account": getattr(request.state, "account", None),
+        "csrf_token": csrf_token(request),
+        "flashes": flashes,
+        **(context or {}),
+    }
     response = templates.TemplateResponse(request, name, page, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"  # pages show drafts and tokens: never cache them
     return response

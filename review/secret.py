@@ -29,6 +29,7 @@ class DeskSecretEnv(BaseSettings):
 
     desk_secret: SecretStr | None = None
 
+
 SECRET_FILE = "desk-secret"
 MIN_SECRET = 32  # characters: shorter keys make forged session cookies a matter of brute force
 
@@ -38,8 +39,10 @@ def resolve_secret(database_url: str, secret_key: str | None = None) -> str:
     key = secret_key or (configured.get_secret_value() if configured else None)
     if key:
         if len(key) < MIN_SECRET:
-            raise DraftflowError(f"the desk's secret key must have at least {MIN_SECRET} characters "
-                                 f"(set {SECRET_ENV} to e.g. the output of `openssl rand -hex 32`)")
+            raise DraftflowError(
+                f"the desk's secret key must have at least {MIN_SECRET} characters "
+                f"(set {SECRET_ENV} to e.g. the output of `openssl rand -hex 32`)"
+            )
         return key
     return _stored_secret(secret_path(database_url))
 

@@ -90,8 +90,11 @@ def signed_in(request: Request, db: Annotated[Database, Depends(database)]) -> A
     name = request.session.get("editor")
     editor = get_editor(db, name) if name else None
     stamp = request.session.get("stamp", "")
-    if (editor is None or not editor.active or not hmac.compare_digest(
-            stamp, session_stamp(request.app.state.secret, editor.name, editor.password_hash))):
+    if (
+        editor is None
+        or not editor.active
+        or not hmac.compare_digest(stamp, session_stamp(request.app.state.secret, editor.name, editor.password_hash))
+    ):
         if name:  # a stale session (deactivated, deleted, password changed): forget it
             request.session.pop("editor", None)
             request.session.pop("stamp", None)

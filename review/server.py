@@ -19,8 +19,11 @@ def serve(database_url: str, host: str = "127.0.0.1", port: int = 8765, https_on
     desk behind a TLS-terminating proxy and pass `https_only=True` (the cookie is then Secure).
     """
     if not https_only and not _is_loopback(host):
-        log.warning("the desk listens on %s without https_only: serve it behind HTTPS and pass https_only=True "
-                    "so session cookies are never sent in clear text", host)
+        log.warning(
+            "the desk listens on %s without https_only: serve it behind HTTPS and pass https_only=True "
+            "so session cookies are never sent in clear text",
+            host,
+        )
     app = create_app(database_url, https_only=https_only)
     # proxy_headers: behind a TLS proxy, the scheme and client address come from X-Forwarded-* (trusted from
     # localhost only, uvicorn's default forwarded_allow_ips)

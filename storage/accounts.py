@@ -27,10 +27,12 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
 class DeskSettings(Params):
     """Desk-wide settings an admin changes; the CLI (`review config`) and the web form validate with these bounds."""
 
-    required_reviews: int = Field(1, ge=1, le=10,
-                                  description="Approvals by different editors a draft needs before it is approved.")
-    lease_minutes: int = Field(15, ge=1, le=24 * 60,
-                               description="How long a claimed draft stays with its editor without a heartbeat.")
+    required_reviews: int = Field(
+        1, ge=1, le=10, description="Approvals by different editors a draft needs before it is approved."
+    )
+    lease_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="How long a claimed draft stays with its editor without a heartbeat."
+    )
 
 
 DESK_DEFAULTS: dict[str, Any] = DeskSettings().model_dump()

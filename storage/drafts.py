@@ -36,8 +36,7 @@ def upsert_prompts(db: Database, prompts: Sequence[PromptRow]) -> dict[str, int]
         existing = dict(session.execute(select(Prompt.key, Prompt.id).where(Prompt.key.in_(keys))).all())
         for prompt in prompts:
             if prompt.key not in existing:
-                row = Prompt(key=prompt.key, text=prompt.text, category=prompt.category,
-                             source=prompt.source)
+                row = Prompt(key=prompt.key, text=prompt.text, category=prompt.category, source=prompt.source)
                 session.add(row)
                 session.flush()
                 existing[prompt.key] = row.id
@@ -47,8 +46,7 @@ def upsert_prompts(db: Database, prompts: Sequence[PromptRow]) -> dict[str, int]
 def existing_samples(db: Database, run_id: str) -> set[tuple[int, int]]:
     """(prompt id, sample index) pairs already generated for a run: what a resume skips."""
     with db.session() as session:
-        rows = session.execute(
-            select(Draft.prompt_id, Draft.sample_index).where(Draft.run_id == run_id))
+        rows = session.execute(select(Draft.prompt_id, Draft.sample_index).where(Draft.run_id == run_id))
         return {(p, s) for p, s in rows}
 
 
@@ -66,14 +64,18 @@ def insert_drafts(db: Database, rows: Iterable[dict[str, Any]]) -> int:
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> Any:
     dialect = session.get_bind().dialect.name
     now = utcnow()
-    values = [{"created_at": now, "updated_at": now, "version": 1, "scores": {},
-               "status": DraftStatus.GENERATED.value, **row} for row in rows]
+    values = [
+        {"created_at": now, "updated_at": now, "version": 1, "scores": {}, "status": DraftStatus.GENERATED.value, **row}
+        for row in rows
+    ]
     keys = ["run_id", "prompt_id", "sample_index"]
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         return sqlite_insert(Draft).values(values).on_conflict_do_nothing(index_elements=keys)
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         return pg_insert(Draft).values(values).on_conflict_do_nothing(index_elements=keys)
     return insert(Draft).values(values)  # other backends: the unique constraint still guards
 
@@ -102,9 +104,11 @@ def transition(
     """
     now = utcnow()
     with db.transaction() as session:
-        guard = [Draft.id == draft_id, Draft.status.in_(list(allowed_from)),
-                 or_(Draft.status != DraftStatus.IN_REVIEW.value, Draft.claimed_by == actor,
-                     Draft.lease_expires_at <= now)]
+        guard = [
+            Draft.id == draft_id,
+            Draft.status.in_(list(allowed_from)),
+            or_(Draft.status != DraftStatus.IN_REVIEW.value, Draft.claimed_by == actor, Draft.lease_expires_at <= now),
+        ]
         if expected_version is not None:
             guard.append(Draft.version == expected_version)
         values: dict[str, Any] = {"version": Draft.version + 1, "updated_at": now, **(changes or {})}
@@ -118,36 +122,47 @@ def transition(
             values.update(claimed_by=None, lease_expires_at=None)
         # FOR UPDATE (PostgreSQL) pins the row so the event's from_status is the one we changed;
         # SQLite ignores it and is already serialised by BEGIN IMMEDIATE.
-        before = session.execute(
-            select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar()
-        updated = session.execute(
-            update(Draft).where(*guard).values(**values).returning(Draft.id)).scalar()
+        before = session.execute(select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar()
+        updated = session.execute(update(Draft).where(*guard).values(**values).returning(Draft.id)).scalar()
         if updated is None:
             _explain_refusal(session, draft_id, action, allowed_from, expected_version, actor)
-        session.add(ReviewEvent(draft_id=draft_id, actor=actor, action=action,
-                                from_status=before, to_status=to_status or before, note=note))
+        session.add(
+            ReviewEvent(
+                draft_id=draft_id,
+                actor=actor,
+                action=action,
+                from_status=before,
+                to_status=to_status or before,
+                note=note,
+            )
+        )
         return reloaded_draft(session, draft_id)
 
 
-def _explain_refusal(session: Session, draft_id: int, action: str,
-                     allowed_from: Sequence[str], expected_version: int | None, actor: str) -> None:
+def _explain_refusal(
+    session: Session, draft_id: int, action: str, allowed_from: Sequence[str], expected_version: int | None, actor: str
+) -> None:
     draft = session.get(Draft, draft_id)
     if draft is None:
         raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
     if draft.status not in allowed_from:
         allowed = ", ".join(allowed_from[:-1]) + (" or " if len(allowed_from) > 1 else "") + allowed_from[-1]
-        raise TransitionError(f"cannot {action} draft {draft_id}: it is {draft.status}; "
-                              f"only {allowed} drafts can be {_past(action)}")
+        raise TransitionError(
+            f"cannot {action} draft {draft_id}: it is {draft.status}; only {allowed} drafts can be {_past(action)}"
+        )
     if draft.status == DraftStatus.IN_REVIEW.value and draft.claimed_by != actor:
-        raise ConflictError(f"cannot {action} draft {draft_id}: {draft.claimed_by} is reviewing it "
-                            f"(lease until {draft.lease_expires_at:%H:%M:%S} UTC)")
-    raise ConflictError(f"draft {draft_id} changed since version {expected_version} "
-                        f"(now version {draft.version}): reload it and apply your change again")
+        raise ConflictError(
+            f"cannot {action} draft {draft_id}: {draft.claimed_by} is reviewing it "
+            f"(lease until {draft.lease_expires_at:%H:%M:%S} UTC)"
+        )
+    raise ConflictError(
+        f"draft {draft_id} changed since version {expected_version} "
+        f"(now version {draft.version}): reload it and apply your change again"
+    )
 
 
 def _past(action: str) -> str:
-    return {"approve": "approved", "reject": "rejected", "edit": "edited", "queue": "queued"}.get(
-        action, action + "ed")
+    return {"approve": "approved", "reject": "rejected", "edit": "edited", "queue": "queued"}.get(action, action + "ed")
 
 
 def reloaded_draft(session: Session, draft_id: int) -> Draft:
@@ -164,21 +179,26 @@ def get_draft(db: Database, draft_id: int) -> tuple[Draft, Prompt, list[ReviewEv
         if draft is None:
             raise NotFoundError(f"draft {draft_id} does not exist (list drafts with `draftflow review list`)")
         prompt = session.get_one(Prompt, draft.prompt_id)  # a foreign key: every draft has its prompt
-        events = list(session.scalars(
-            select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id)))
+        events = list(
+            session.scalars(select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id))
+        )
         return draft, prompt, events
 
 
 def batch_members(db: Database, run_id: str, batch_id: str) -> list[tuple[Draft, Prompt]]:
     """The drafts generated together in one batch, in their order in it."""
     with db.session() as session:
-        rows = session.execute(select(Draft, Prompt).join(Prompt, Prompt.id == Draft.prompt_id).where(
-            Draft.run_id == run_id, Draft.params["batch"]["id"].as_string() == batch_id)).all()
+        rows = session.execute(
+            select(Draft, Prompt)
+            .join(Prompt, Prompt.id == Draft.prompt_id)
+            .where(Draft.run_id == run_id, Draft.params["batch"]["id"].as_string() == batch_id)
+        ).all()
         return sorted(((d, p) for d, p in rows), key=lambda pair: pair[0].params["batch"]["position"])
 
 
-def list_drafts(db: Database, status: str | None = None, run_id: str | None = None,
-                limit: int = 50, offset: int = 0) -> list[tuple[Draft, Prompt]]:
+def list_drafts(
+    db: Database, status: str | None = None, run_id: str | None = None, limit: int = 50, offset: int = 0
+) -> list[tuple[Draft, Prompt]]:
     """Drafts oldest first (queue order), optionally one status and one run; keyset-friendly."""
     with db.session() as session:
         query = select(Draft, Prompt).join(Prompt, Prompt.id == Draft.prompt_id)
@@ -192,8 +212,9 @@ def list_drafts(db: Database, status: str | None = None, run_id: str | None = No
 
 def draft_ids(db: Database, run_id: str, status: str) -> list[int]:
     with db.session() as session:
-        return list(session.scalars(
-            select(Draft.id).where(Draft.run_id == run_id, Draft.status == status).order_by(Draft.id)))
+        return list(
+            session.scalars(select(Draft.id).where(Draft.run_id == run_id, Draft.status == status).order_by(Draft.id))
+        )
 
 
 def status_counts(db: Database, run_id: str | None = None) -> dict[str, int]:
@@ -217,8 +238,9 @@ class DraftFilter:
     search: str | None = None  # a substring of the prompt or the draft
 
 
-def query_drafts(db: Database, where: DraftFilter, after: tuple[str, int] | None = None,
-                 limit: int = 50) -> tuple[list[tuple[Draft, Prompt]], tuple[str, int] | None]:
+def query_drafts(
+    db: Database, where: DraftFilter, after: tuple[str, int] | None = None, limit: int = 50
+) -> tuple[list[tuple[Draft, Prompt]], tuple[str, int] | None]:
     """One page of drafts in queue order (oldest first) and the cursor of the next page.
 
     Keyset paging on (created_at, id) with the (status, created_at) index: a page costs the same
@@ -238,14 +260,17 @@ def query_drafts(db: Database, where: DraftFilter, after: tuple[str, int] | None
     if where.editor:
         query = query.where(Draft.claimed_by == where.editor)
     if where.search:
-        query = query.where(or_(Draft.current_text.contains(where.search, autoescape=True),
-                                Prompt.text.contains(where.search, autoescape=True)))
+        query = query.where(
+            or_(
+                Draft.current_text.contains(where.search, autoescape=True),
+                Prompt.text.contains(where.search, autoescape=True),
+            )
+        )
     if after is not None:
         created, last_id = after  # a row-value comparison: one index range scan on both backends
         query = query.where(tuple_(Draft.created_at, Draft.id) > tuple_(_parse_cursor_time(created), last_id))
     with db.session() as session:
-        rows = [(d, p) for d, p in session.execute(
-            query.order_by(Draft.created_at, Draft.id).limit(limit + 1)).all()]
+        rows = [(d, p) for d, p in session.execute(query.order_by(Draft.created_at, Draft.id).limit(limit + 1)).all()]
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = (rows[-1][0].created_at.isoformat(), rows[-1][0].id) if more and rows else None

@@ -79,8 +79,12 @@ class _URLStage:
         return f"{self.prefix}/{name}", self.arrow_fs
 
     def publish(self, body: dict[str, Any]) -> None:
-        body = {**body, "version": self.version, "sidecars": self.sidecars,
-                "parts": [f"{self.version}/part-{i:05d}.parquet" for i in range(body["files"])]}
+        body = {
+            **body,
+            "version": self.version,
+            "sidecars": self.sidecars,
+            "parts": [f"{self.version}/part-{i:05d}.parquet" for i in range(body["files"])],
+        }
         staged = f"{self.prefix}/{MANIFEST}"
         self.fs.pipe_file(staged, json.dumps(body, indent=2, sort_keys=True, default=str).encode())
         self.fs.mv(staged, f"{self.root}/{MANIFEST}")  # the switch: readers now see this version
@@ -113,8 +117,7 @@ class DatasetWriter:
         self.rows_per_file = rows_per_file
         self.buffer_rows = buffer_rows
         self._rows_flushed = 0
-        self._stage = (_LocalStage(self.directory) if isinstance(self.directory, Path)
-                       else _URLStage(self.directory))
+        self._stage = _LocalStage(self.directory) if isinstance(self.directory, Path) else _URLStage(self.directory)
         self._buffer: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_file = 0

@@ -25,9 +25,16 @@ QUEUES = (DraftStatus.PENDING.value, DraftStatus.FLAGGED.value)
 SYSTEM = "system"
 
 
-def claim(db: Database, editor: str, *, category: str | None = None, queue: str = DraftStatus.PENDING.value,
-          lease_minutes: int = 15, exclude_approved_by_editor: bool = False,
-          exclude_ids: Sequence[int] = ()) -> Draft | None:
+def claim(
+    db: Database,
+    editor: str,
+    *,
+    category: str | None = None,
+    queue: str = DraftStatus.PENDING.value,
+    lease_minutes: int = 15,
+    exclude_approved_by_editor: bool = False,
+    exclude_ids: Sequence[int] = (),
+) -> Draft | None:
     """Hand the next draft of `queue` to `editor` with a lease, or None when the queue is empty.
 
     An editor who still holds a live claim gets that draft back (with a fresh lease): one draft
@@ -39,9 +46,13 @@ def claim(db: Database, editor: str, *, category: str | None = None, queue: str 
     now = utcnow()
     expires = now + timedelta(minutes=lease_minutes)
     with db.transaction() as session:
-        held = session.scalar(select(Draft.id).where(
-            Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value,
-            Draft.lease_expires_at > now).limit(1))
+        held = session.scalar(
+            select(Draft.id)
+            .where(
+                Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value, Draft.lease_expires_at > now
+            )
+            .limit(1)
+        )
         if held is not None:
             session.execute(update(Draft).where(Draft.id == held).values(lease_expires_at=expires))
             return session.get(Draft, held, populate_existing=True)
@@ -51,19 +62,32 @@ def claim(db: Database, editor: str, *, category: str | None = None, queue: str 
         if exclude_ids:
             pick = pick.where(Draft.id.not_in(list(exclude_ids)))
         if exclude_approved_by_editor:  # with required_reviews > 1: each approval from a different editor
-            pick = pick.where(~exists().where(ReviewEvent.draft_id == Draft.id, ReviewEvent.actor == editor,
-                                              ReviewEvent.action == "approve"))
+            pick = pick.where(
+                ~exists().where(
+                    ReviewEvent.draft_id == Draft.id, ReviewEvent.actor == editor, ReviewEvent.action == "approve"
+                )
+            )
         pick = pick.order_by(Draft.priority.desc(), Draft.created_at, Draft.id).limit(1)
         if session.get_bind().dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         claimed = session.execute(
-            update(Draft).where(Draft.id == pick.scalar_subquery(), Draft.status == queue)
-            .values(status=DraftStatus.IN_REVIEW.value, claimed_by=editor, lease_expires_at=expires,
-                    updated_at=now).returning(Draft.id)).scalar()
+            update(Draft)
+            .where(Draft.id == pick.scalar_subquery(), Draft.status == queue)
+            .values(status=DraftStatus.IN_REVIEW.value, claimed_by=editor, lease_expires_at=expires, updated_at=now)
+            .returning(Draft.id)
+        ).scalar()
         if claimed is None:
             return None
-        session.add(ReviewEvent(draft_id=claimed, actor=editor, action="claim", from_status=queue,
-                                to_status=DraftStatus.IN_REVIEW.value, note=_queue_note(queue)))
+        session.add(
+            ReviewEvent(
+                draft_id=claimed,
+                actor=editor,
+                action="claim",
+                from_status=queue,
+                to_status=DraftStatus.IN_REVIEW.value,
+                note=_queue_note(queue),
+            )
+        )
         return session.get(Draft, claimed, populate_existing=True)
 
 
@@ -72,9 +96,11 @@ def heartbeat(db: Database, draft_id: int, editor: str, lease_minutes: int = 15)
     expires = utcnow() + timedelta(minutes=lease_minutes)
     with db.transaction() as session:
         renewed = session.execute(
-            update(Draft).where(Draft.id == draft_id, Draft.claimed_by == editor,
-                                Draft.status == DraftStatus.IN_REVIEW.value)
-            .values(lease_expires_at=expires).returning(Draft.id)).scalar()
+            update(Draft)
+            .where(Draft.id == draft_id, Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value)
+            .values(lease_expires_at=expires)
+            .returning(Draft.id)
+        ).scalar()
         if renewed is None:
             _refuse(session, draft_id, editor, "renew the lease on")
         return expires
@@ -85,14 +111,22 @@ def release(db: Database, draft_id: int, editor: str) -> Draft:
     with db.transaction() as session:
         back = _origin_queue(session, draft_id)
         released = session.execute(
-            update(Draft).where(Draft.id == draft_id, Draft.claimed_by == editor,
-                                Draft.status == DraftStatus.IN_REVIEW.value)
+            update(Draft)
+            .where(Draft.id == draft_id, Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value)
             .values(status=back, claimed_by=None, lease_expires_at=None, updated_at=utcnow())
-            .returning(Draft.id)).scalar()
+            .returning(Draft.id)
+        ).scalar()
         if released is None:
             _refuse(session, draft_id, editor, "release")
-        session.add(ReviewEvent(draft_id=draft_id, actor=editor, action="release",
-                                from_status=DraftStatus.IN_REVIEW.value, to_status=back))
+        session.add(
+            ReviewEvent(
+                draft_id=draft_id,
+                actor=editor,
+                action="release",
+                from_status=DraftStatus.IN_REVIEW.value,
+                to_status=back,
+            )
+        )
         return reloaded_draft(session, draft_id)
 
 
@@ -101,27 +135,42 @@ def sweep_expired(db: Database, now: datetime | None = None) -> int:
     now = now or utcnow()
     swept = 0
     with db.transaction() as session:
-        expired = session.execute(select(Draft.id, Draft.claimed_by).where(
-            Draft.status == DraftStatus.IN_REVIEW.value, Draft.lease_expires_at <= now)).all()
+        expired = session.execute(
+            select(Draft.id, Draft.claimed_by).where(
+                Draft.status == DraftStatus.IN_REVIEW.value, Draft.lease_expires_at <= now
+            )
+        ).all()
         for draft_id, holder in expired:
             back = _origin_queue(session, draft_id)
             done = session.execute(
-                update(Draft).where(Draft.id == draft_id, Draft.status == DraftStatus.IN_REVIEW.value,
-                                    Draft.lease_expires_at <= now)
+                update(Draft)
+                .where(Draft.id == draft_id, Draft.status == DraftStatus.IN_REVIEW.value, Draft.lease_expires_at <= now)
                 .values(status=back, claimed_by=None, lease_expires_at=None, updated_at=now)
-                .returning(Draft.id)).scalar()
+                .returning(Draft.id)
+            ).scalar()
             if done is not None:
-                session.add(ReviewEvent(draft_id=draft_id, actor=SYSTEM, action="lease_expired",
-                                        from_status=DraftStatus.IN_REVIEW.value, to_status=back,
-                                        note=f"lease of {holder} expired"))
+                session.add(
+                    ReviewEvent(
+                        draft_id=draft_id,
+                        actor=SYSTEM,
+                        action="lease_expired",
+                        from_status=DraftStatus.IN_REVIEW.value,
+                        to_status=back,
+                        note=f"lease of {holder} expired",
+                    )
+                )
                 swept += 1
     return swept
 
 
 def _origin_queue(session: Session, draft_id: int) -> str:
     """The queue a claimed draft came from: flagged drafts go back to the flagged queue."""
-    note = session.scalar(select(ReviewEvent.note).where(
-        ReviewEvent.draft_id == draft_id, ReviewEvent.action == "claim").order_by(ReviewEvent.id.desc()).limit(1))
+    note = session.scalar(
+        select(ReviewEvent.note)
+        .where(ReviewEvent.draft_id == draft_id, ReviewEvent.action == "claim")
+        .order_by(ReviewEvent.id.desc())
+        .limit(1)
+    )
     return DraftStatus.FLAGGED.value if note == _queue_note(DraftStatus.FLAGGED.value) else DraftStatus.PENDING.value
 
 
@@ -134,6 +183,8 @@ def _refuse(session: Session, draft_id: int, editor: str, what: str) -> None:
     if draft is None:
         raise NotFoundError(f"draft {draft_id} does not exist")
     if draft.status != DraftStatus.IN_REVIEW.value:
-        raise ConflictError(f"cannot {what} draft {draft_id}: it is {draft.status}, not claimed "
-                            "(its lease may have expired: claim it again)")
+        raise ConflictError(
+            f"cannot {what} draft {draft_id}: it is {draft.status}, not claimed "
+            "(its lease may have expired: claim it again)"
+        )
     raise ConflictError(f"cannot {what} draft {draft_id}: it is claimed by {draft.claimed_by}")

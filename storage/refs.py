@@ -23,8 +23,9 @@ def dataset_ref(directory: str | Path, what: str, fix: str) -> DatasetRef:
     from storage.parquet_store import require_dataset
 
     manifest = require_dataset(Path(directory), what, fix)
-    return DatasetRef(path=str(directory), fingerprint=manifest["fingerprint"], rows=manifest["rows"],
-                      stats=manifest.get("stats", {}))
+    return DatasetRef(
+        path=str(directory), fingerprint=manifest["fingerprint"], rows=manifest["rows"], stats=manifest.get("stats", {})
+    )
 
 
 class TokenizerRef(BaseModel):

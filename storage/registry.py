@@ -31,13 +31,19 @@ class ModelInfo:
 
 
 def _info(row: ModelVersion) -> ModelInfo:
-    return ModelInfo(id=row.id, name=row.name, path=row.path, tokenizer_id=row.tokenizer_id,
-                     val_loss=row.val_loss, perplexity=row.perplexity,
-                     train_loss=row.train_loss, parent_id=row.parent_id)
+    return ModelInfo(
+        id=row.id,
+        name=row.name,
+        path=row.path,
+        tokenizer_id=row.tokenizer_id,
+        val_loss=row.val_loss,
+        perplexity=row.perplexity,
+        train_loss=row.train_loss,
+        parent_id=row.parent_id,
+    )
 
 
-def register_model_version(db: Database, staged_dir: Path, models_dir: Path,
-                           **fields: Any) -> ModelInfo:
+def register_model_version(db: Database, staged_dir: Path, models_dir: Path, **fields: Any) -> ModelInfo:
     """Insert a `model_versions` row and move the staged folder to `models/<name>`."""
     models_dir.mkdir(parents=True, exist_ok=True)
     with db.transaction() as session:
@@ -57,8 +63,10 @@ def latest_model_version(db: Database) -> ModelInfo | None:
     """The newest promoted version: what a run with no base model continues from."""
     with db.session() as session:
         row = session.scalars(
-            select(ModelVersion).where(ModelVersion.promoted.is_(True))
-            .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).limit(1)
+            select(ModelVersion)
+            .where(ModelVersion.promoted.is_(True))
+            .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+            .limit(1)
         ).first()
         return _info(row) if row else None
 
@@ -72,6 +80,8 @@ def get_model_version(db: Database, name_or_id: str | int) -> ModelInfo:
             query = query.where(ModelVersion.name == str(name_or_id))
         row = session.scalars(query).first()
         if row is None:
-            raise NotFoundError(f"model version '{name_or_id}' is not in the registry "
-                                "(see `draftflow status` for the registered versions)")
+            raise NotFoundError(
+                f"model version '{name_or_id}' is not in the registry "
+                "(see `draftflow status` for the registered versions)"
+            )
         return _info(row)

@@ -8,20 +8,28 @@ from storage.db import Database
 from storage.models import Run, utcnow
 
 
-def start_run(db: Database, run_id: str, kind: str, params: dict[str, Any],
-              prefect_flow_run_id: str | None = None) -> None:
+def start_run(
+    db: Database, run_id: str, kind: str, params: dict[str, Any], prefect_flow_run_id: str | None = None
+) -> None:
     """Record a run as started; starting an existing run id again (a resume) marks it running."""
     with db.transaction() as session:
         run = session.get(Run, run_id)
         if run is None:
-            session.add(Run(id=run_id, kind=kind, params=params, status="running",
-                            prefect_flow_run_id=prefect_flow_run_id))
+            session.add(
+                Run(id=run_id, kind=kind, params=params, status="running", prefect_flow_run_id=prefect_flow_run_id)
+            )
         else:
             run.status, run.error, run.finished_at = "running", None, None
 
 
-def finish_run(db: Database, run_id: str, status: str, summary: dict[str, Any] | None = None,
-               error: str | None = None, corpus_fingerprint: str | None = None) -> None:
+def finish_run(
+    db: Database,
+    run_id: str,
+    status: str,
+    summary: dict[str, Any] | None = None,
+    error: str | None = None,
+    corpus_fingerprint: str | None = None,
+) -> None:
     with db.transaction() as session:
         run = session.get(Run, run_id)
         if run is None:

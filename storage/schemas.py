@@ -18,14 +18,44 @@ _DOC_FIELDS = [
 RAW_SCHEMA = pa.schema(_DOC_FIELDS, metadata={"draftflow.dataset": "raw"})
 
 # Scores are kept as columns so thresholds can be retuned without re-scoring (tasks/clean/quality.py).
-INT_SCORES = ("n_chars", "n_words", "n_tokens", "n_lines", "stop_words", "c4_lorem_lines", "c4_curly_lines",
-              "c4_sentences", "pii_email", "pii_phone", "pii_ip")
+INT_SCORES = (
+    "n_chars",
+    "n_words",
+    "n_tokens",
+    "n_lines",
+    "stop_words",
+    "c4_lorem_lines",
+    "c4_curly_lines",
+    "c4_sentences",
+    "pii_email",
+    "pii_phone",
+    "pii_ip",
+)
 FLOAT_SCORES = (
-    "mean_word_length", "hash_ratio", "ellipsis_ratio", "bullet_lines_ratio", "ellipsis_lines_ratio",
-    "alpha_words_ratio", "dup_para_ratio", "dup_para_char_ratio", "dup_line_ratio", "dup_line_char_ratio",
-    "top_2gram_ratio", "top_3gram_ratio", "top_4gram_ratio", "dup_5gram_ratio", "dup_6gram_ratio",
-    "dup_7gram_ratio", "dup_8gram_ratio", "dup_9gram_ratio", "dup_10gram_ratio", "line_punct_ratio",
-    "short_line_ratio", "char_dup_ratio", "newline_ratio", "language_score",
+    "mean_word_length",
+    "hash_ratio",
+    "ellipsis_ratio",
+    "bullet_lines_ratio",
+    "ellipsis_lines_ratio",
+    "alpha_words_ratio",
+    "dup_para_ratio",
+    "dup_para_char_ratio",
+    "dup_line_ratio",
+    "dup_line_char_ratio",
+    "top_2gram_ratio",
+    "top_3gram_ratio",
+    "top_4gram_ratio",
+    "dup_5gram_ratio",
+    "dup_6gram_ratio",
+    "dup_7gram_ratio",
+    "dup_8gram_ratio",
+    "dup_9gram_ratio",
+    "dup_10gram_ratio",
+    "line_punct_ratio",
+    "short_line_ratio",
+    "char_dup_ratio",
+    "newline_ratio",
+    "language_score",
 )
 CLEAN_SCHEMA = pa.schema(
     [

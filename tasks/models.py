@@ -48,8 +48,10 @@ def resolve_base_model(base_model: str | None, db: Database, from_scratch: bool 
     path = Path(base_model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise DraftflowError(f"base model folder '{base_model}' has no config.json "
-                                 "(give a folder written by save_pretrained, or a hub id)")
+            raise DraftflowError(
+                f"base model folder '{base_model}' has no config.json "
+                "(give a folder written by save_pretrained, or a hub id)"
+            )
         return BaseModelSpec(kind="pretrained", source=str(path.resolve()))
     if base_model.startswith((".", "/", "~")):
         raise DraftflowError(f"base model path '{base_model}' does not exist")
@@ -62,8 +64,9 @@ def load_tokenizer(source: str) -> Any:
 
     tokenizer = _load(AutoTokenizer.from_pretrained, source, "tokenizer")
     if not getattr(tokenizer, "is_fast", False):
-        raise DraftflowError(f"the tokenizer of '{source}' has no fast (Rust) version, which "
-                             "draftflow needs for batch encoding")
+        raise DraftflowError(
+            f"the tokenizer of '{source}' has no fast (Rust) version, which draftflow needs for batch encoding"
+        )
     if tokenizer.eos_token_id is None:
         raise DraftflowError(f"the tokenizer of '{source}' has no EOS token to separate documents")
     return tokenizer
@@ -98,8 +101,10 @@ def _load(loader: Any, source: str, what: str) -> Any:
         return loader(source)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DraftflowError(f"cannot load the {what} of base model '{source}': not a local folder "
-                             f"with one, and not reachable on the model hub ({first_line})") from None
+        raise DraftflowError(
+            f"cannot load the {what} of base model '{source}': not a local folder "
+            f"with one, and not reachable on the model hub ({first_line})"
+        ) from None
 
 
 def pick_device() -> torch.device:

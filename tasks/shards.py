@@ -44,9 +44,12 @@ def row_ranges(total: int, shards: int) -> list[tuple[int, int]]:
 def plan(source: str, total: int, shards: int, scratch: Location, stage: str) -> list[Shard]:
     """The shards of a dataset of `total` rows, each with its own output folder in `scratch`."""
     ranges = row_ranges(total, shards)
-    return [Shard(index=i, count=len(ranges), start=start, stop=stop, source=source,
-                  output=str(scratch / f"{stage}-{i:05d}"))
-            for i, (start, stop) in enumerate(ranges)]
+    return [
+        Shard(
+            index=i, count=len(ranges), start=start, stop=stop, source=source, output=str(scratch / f"{stage}-{i:05d}")
+        )
+        for i, (start, stop) in enumerate(ranges)
+    ]
 
 
 def new_scratch(settings: Settings, stage: str) -> Location:

@@ -24,8 +24,9 @@ def _bin_dir() -> Path:
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).parent
-    raise RuntimeError("PostgreSQL is not installed (initdb not found): `apt-get install postgresql` "
-                       "(.ci/run does this)")
+    raise RuntimeError(
+        "PostgreSQL is not installed (initdb not found): `apt-get install postgresql` (.ci/run does this)"
+    )
 
 
 def _free_port() -> int:
@@ -52,13 +53,27 @@ def postgres_server() -> Iterator[str]:
 
     run(str(bin_dir / "initdb"), "-D", str(data), "-U", "draftflow", "--auth=trust", "-E", "UTF8", "--no-sync")
     # max_connections above the 16-connection test; fsync off: a test server, not a store of record
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+    run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(log),
+        "-w",
+        "-t",
+        "60",
+        "-o",
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off", "start")
+        "-c synchronous_commit=off -c full_page_writes=off",
+        "start",
+    )
     try:
         run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "draftflow", "draftflow")
         yield f"postgresql+psycopg://draftflow@127.0.0.1:{port}/draftflow"
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)

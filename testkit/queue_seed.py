@@ -16,8 +16,9 @@ from storage.models import Draft, ModelVersion, Prompt, Run, utcnow
 CATEGORIES = ("news", "product description", "technical doc")
 
 
-def seed_drafts(db: Database, n: int, status: str = "pending", run_id: str = "night-1",
-                chunk: int = 20_000) -> list[int]:
+def seed_drafts(
+    db: Database, n: int, status: str = "pending", run_id: str = "night-1", chunk: int = 20_000
+) -> list[int]:
     """`n` drafts spread over 100 prompts of three categories, created a millisecond apart; ids returned."""
     start = utcnow() - timedelta(days=1)
     with db.transaction() as s:
@@ -38,20 +39,42 @@ def seed_drafts(db: Database, n: int, status: str = "pending", run_id: str = "ni
             prompts.append(prompt)
         s.flush()
         version_id, prompt_ids = version.id, [(p.id, p.category) for p in prompts]
-        first = s.execute(sa.select(sa.func.coalesce(sa.func.max(Draft.sample_index), -1))
-                          .where(Draft.run_id == run_id)).scalar_one() + 1
+        first = (
+            s.execute(
+                sa.select(sa.func.coalesce(sa.func.max(Draft.sample_index), -1)).where(Draft.run_id == run_id)
+            ).scalar_one()
+            + 1
+        )
     for lo in range(0, n, chunk):
         rows = []
         for i in range(lo, min(n, lo + chunk)):
             prompt_id, category = prompt_ids[i % 100]
             at = start + timedelta(milliseconds=i)
             text = f"Draft {i} about topic {i % 100}: the quick brown fox jumps over the lazy dog."
-            rows.append({"run_id": run_id, "model_version_id": version_id, "prompt_id": prompt_id,
-                         "sample_index": first + i, "original_text": text, "current_text": text, "params": {},
-                         "seed": i, "scores": {}, "status": status, "version": 1, "created_at": at,
-                         "updated_at": at, "category": category, "flags": "", "priority": 0, "approvals": 0})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "model_version_id": version_id,
+                    "prompt_id": prompt_id,
+                    "sample_index": first + i,
+                    "original_text": text,
+                    "current_text": text,
+                    "params": {},
+                    "seed": i,
+                    "scores": {},
+                    "status": status,
+                    "version": 1,
+                    "created_at": at,
+                    "updated_at": at,
+                    "category": category,
+                    "flags": "",
+                    "priority": 0,
+                    "approvals": 0,
+                }
+            )
         with db.transaction() as s:
             s.execute(sa.insert(Draft), rows)
     with db.session() as s:
-        return list(s.scalars(sa.select(Draft.id).where(Draft.run_id == run_id, Draft.sample_index >= first)
-                              .order_by(Draft.id)))
+        return list(
+            s.scalars(sa.select(Draft.id).where(Draft.run_id == run_id, Draft.sample_index >= first).order_by(Draft.id))
+        )

@@ -27,9 +27,11 @@ configure_prefect_env()
 from storage.db import Database, close_databases, open_database  # noqa: E402
 from storage.settings import DATABASE_URL_ENV, HOME_ENV, Settings  # noqa: E402
 
-_VOCABULARY = ("the module returns a value for each key in the mapping and raises an error when the to of with "
-               "object is not found so the caller can handle it file path socket thread queue string "
-               "list dictionary iterator generator function class method attribute default timeout")
+_VOCABULARY = (
+    "the module returns a value for each key in the mapping and raises an error when the to of with "
+    "object is not found so the caller can handle it file path socket thread queue string "
+    "list dictionary iterator generator function class method attribute default timeout"
+)
 WORDS = _VOCABULARY.split()
 
 
@@ -49,13 +51,15 @@ def write_corpus(root: Path, n_docs: int = 40, seed: int = 0) -> Path:
     quarter = n_docs // 4
     for i, text in enumerate(docs[:quarter]):
         (root / "notes" / f"note{i}.txt").write_text(text)
-    for i, text in enumerate(docs[quarter:2 * quarter]):
+    for i, text in enumerate(docs[quarter : 2 * quarter]):
         (root / f"page{i}.md").write_text(f"# Page {i}\n\n{text}\n")
     with (root / "records.jsonl").open("w") as f:
-        for i, text in enumerate(docs[2 * quarter:3 * quarter]):
+        for i, text in enumerate(docs[2 * quarter : 3 * quarter]):
             f.write(json.dumps({"id": i, "text": text, "title": f"record {i}", "lang": "en"}) + "\n")
-    pq.write_table(pa.table({"text": docs[3 * quarter:], "title": [f"row {i}" for i in range(n_docs - 3 * quarter)]}),
-                   root / "table.parquet")
+    pq.write_table(
+        pa.table({"text": docs[3 * quarter :], "title": [f"row {i}" for i in range(n_docs - 3 * quarter)]}),
+        root / "table.parquet",
+    )
     return root
 
 
@@ -86,9 +90,11 @@ def corpus_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def prompts_file(tmp_path: Path) -> Path:
     path = tmp_path / "prompts.jsonl"
-    rows = [{"id": "a", "text": "The module returns", "category": "technical doc"},
-            {"id": "b", "text": "A thread queue is a list of", "category": "technical doc"},
-            {"id": "c", "text": "When the object is not found the caller", "category": "news"}]
+    rows = [
+        {"id": "a", "text": "The module returns", "category": "technical doc"},
+        {"id": "b", "text": "A thread queue is a list of", "category": "technical doc"},
+        {"id": "c", "text": "When the object is not found the caller", "category": "news"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

@@ -18,15 +18,19 @@ from tasks.clean.stage import clean_corpus
 from tasks.clean.steps import normalize_text
 from tasks.ingest.stage import ingest_corpus
 
-GOOD = ("The library keeps a small cache of compiled patterns, so that a program which uses the same "
-        "expression many times does not pay for compiling it again. Each entry is created on first use and "
-        "stays until the cache is full, when the oldest entries are removed to make room for new ones.\n"
-        "Most programs never notice this behaviour, but a service that builds thousands of different "
-        "patterns from user input should compile them once and keep the objects itself, because the shared "
-        "cache is small and would otherwise be emptied over and over again during a busy hour of traffic.")
-FRENCH = ("La bibliothèque conserve un petit cache des expressions compilées, afin qu'un programme qui "
-          "utilise souvent la même expression ne paie pas deux fois sa compilation. Chaque entrée est créée "
-          "lors de la première utilisation et reste jusqu'à ce que le cache soit plein.")
+GOOD = (
+    "The library keeps a small cache of compiled patterns, so that a program which uses the same "
+    "expression many times does not pay for compiling it again. Each entry is created on first use and "
+    "stays until the cache is full, when the oldest entries are removed to make room for new ones.\n"
+    "Most programs never notice this behaviour, but a service that builds thousands of different "
+    "patterns from user input should compile them once and keep the objects itself, because the shared "
+    "cache is small and would otherwise be emptied over and over again during a busy hour of traffic."
+)
+FRENCH = (
+    "La bibliothèque conserve un petit cache des expressions compilées, afin qu'un programme qui "
+    "utilise souvent la même expression ne paie pas deux fois sa compilation. Chaque entrée est créée "
+    "lors de la première utilisation et reste jusqu'à ce que le cache soit plein."
+)
 
 
 def rows(directory: Path) -> list[dict]:
@@ -49,20 +53,30 @@ def test_a_good_document_passes_every_web_rule() -> None:
     assert verdict(GOOD) is None
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("Too short to be a page.", "gopher_too_few_words"),
-    ((GOOD + " ") + " ".join(["a b c d e f g h"] * 20), "gopher_short_words"),
-    (" ".join(f"internationalization{i} telecommunications" for i in range(40)) + " " + GOOD,
-     "gopher_long_words"),
-    (GOOD + " " + "# " * 30, "gopher_hashes"),
-    (GOOD + " " + "... " * 30, "gopher_ellipses"),
-    ("\n".join(f"- item {i} of the list, with the details" for i in range(40)), "gopher_bullet_lines"),
-    ("\n".join(f"And then the story went on and on with line {i} ..." for i in range(30)), "gopher_ellipsis_lines"),
-    (GOOD + " " + " ".join(["1234 5678 90"] * 40), "gopher_non_alpha_words"),
-    (GOOD.replace(" the ", " a ").replace("The ", "A ").replace(" and ", " or ").replace(" to ", " for ")
-     .replace(" of ", " in ").replace(" be ", " get ").replace(" that ", " so "), "gopher_few_stop_words"),
-    (GOOD + "\n" + "\n".join(["Click here to subscribe to the newsletter of the shop."] * 12), "gopher_dup_lines"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Too short to be a page.", "gopher_too_few_words"),
+        ((GOOD + " ") + " ".join(["a b c d e f g h"] * 20), "gopher_short_words"),
+        (" ".join(f"internationalization{i} telecommunications" for i in range(40)) + " " + GOOD, "gopher_long_words"),
+        (GOOD + " " + "# " * 30, "gopher_hashes"),
+        (GOOD + " " + "... " * 30, "gopher_ellipses"),
+        ("\n".join(f"- item {i} of the list, with the details" for i in range(40)), "gopher_bullet_lines"),
+        ("\n".join(f"And then the story went on and on with line {i} ..." for i in range(30)), "gopher_ellipsis_lines"),
+        (GOOD + " " + " ".join(["1234 5678 90"] * 40), "gopher_non_alpha_words"),
+        (
+            GOOD.replace(" the ", " a ")
+            .replace("The ", "A ")
+            .replace(" and ", " or ")
+            .replace(" to ", " for ")
+            .replace(" of ", " in ")
+            .replace(" be ", " get ")
+            .replace(" that ", " so "),
+            "gopher_few_stop_words",
+        ),
+        (GOOD + "\n" + "\n".join(["Click here to subscribe to the newsletter of the shop."] * 12), "gopher_dup_lines"),
+    ],
+)
 def test_gopher_rules_drop_with_their_reason(text: str, reason: str) -> None:
     assert verdict(text) == reason
 
@@ -70,7 +84,10 @@ def test_gopher_rules_drop_with_their_reason(text: str, reason: str) -> None:
 def test_repetition_rules() -> None:
     looped = " ".join(["the cache of the cache of the program"] * 20) + ". " + GOOD
     assert verdict(looped, QualityThresholds(max_dup_line_ratio=None, max_dup_line_char_ratio=None)) in {
-        "gopher_top_2gram", "gopher_top_3gram", "gopher_top_4gram"}
+        "gopher_top_2gram",
+        "gopher_top_3gram",
+        "gopher_top_4gram",
+    }
     repeated = GOOD + " " + GOOD.split("\n")[0] + " " + GOOD.split("\n")[0]
     assert verdict(repeated).startswith("gopher_dup_")  # a repeated passage: duplicated n-grams
     paragraphs = "\n\n".join([GOOD.split("\n")[0]] * 3 + [GOOD.split("\n")[1]])
@@ -106,8 +123,10 @@ def test_language_identification() -> None:
 
 
 def test_pii_is_replaced_per_kind() -> None:
-    text = ("Write to jane.doe@example.com or call +1 415 555 0100 or (020) 7946 0958. The server is 8.8.8.8; "
-            "the router 192.168.1.1 and localhost 127.0.0.1 stay. Released 2026-11-28, version 3.11.")
+    text = (
+        "Write to jane.doe@example.com or call +1 415 555 0100 or (020) 7946 0958. The server is 8.8.8.8; "
+        "the router 192.168.1.1 and localhost 127.0.0.1 stay. Released 2026-11-28, version 3.11."
+    )
     scrubbed, counts = scrub_pii(text)
     assert counts == {"email": 1, "phone": 2, "ip": 1}
     assert "<EMAIL>" in scrubbed and scrubbed.count("<PHONE>") == 2 and "<IP_ADDRESS>" in scrubbed
@@ -132,9 +151,16 @@ def test_clean_stage_records_reasons_scores_and_step_counters(settings: Settings
     (src / "c.txt").write_text(GOOD.replace("thousands", "hundreds") + " Contact jane@example.com for details.")
     (src / "d.txt").write_text("This is far too short to keep.")
     (src / "e.txt").write_text(FRENCH + " " + FRENCH.replace("cache", "tampon"))
-    (src / "f.txt").write_text(GOOD.replace("library", "module").replace("cache", "table").replace(
-        "patterns", "queries").replace("program", "client").replace("expression", "statement").replace(
-        "entries", "rows").replace("service", "server").replace("objects", "results"))
+    (src / "f.txt").write_text(
+        GOOD.replace("library", "module")
+        .replace("cache", "table")
+        .replace("patterns", "queries")
+        .replace("program", "client")
+        .replace("expression", "statement")
+        .replace("entries", "rows")
+        .replace("service", "server")
+        .replace("objects", "results")
+    )
     raw = ingest_corpus([str(src)], settings)
     ref = clean_corpus(raw, settings)
 
@@ -175,8 +201,9 @@ def test_empty_corpus_after_cleaning_is_a_user_error(settings: Settings, tmp_pat
     (tmp_path / "a.txt").write_text("tiny")
     (tmp_path / "b.txt").write_text("also tiny")
     raw = ingest_corpus([str(tmp_path)], settings)
-    with pytest.raises(DraftflowError,
-                       match=r"no documents left after cleaning: all 2 were rejected \(.*gopher_too_few_words"):
+    with pytest.raises(
+        DraftflowError, match=r"no documents left after cleaning: all 2 were rejected \(.*gopher_too_few_words"
+    ):
         clean_corpus(raw, settings)
     assert len(rows(settings.rejected_dir("clean"))) == 2  # the reasons are still on disk
 

@@ -26,20 +26,21 @@ def _free_port() -> int:
 
 
 def _cli(*args: str, env: dict[str, str], timeout: int = 400) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
-        settings: Settings, corpus_dir: Path, prompts_file: Path, tmp_path: Path) -> None:
+    settings: Settings, corpus_dir: Path, prompts_file: Path, tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env |= {"DRAFTFLOW_HOME": str(settings.home), "PREFECT_HOME": str(tmp_path / "prefect"),
-            "HF_HUB_OFFLINE": "1"}
+    env |= {"DRAFTFLOW_HOME": str(settings.home), "PREFECT_HOME": str(tmp_path / "prefect"), "HF_HUB_OFFLINE": "1"}
     port = _free_port()
     started = _cli("serve", "--port", str(port), env=env)
     try:
@@ -51,15 +52,25 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
             nightly = client.read_deployment_by_name("draftflow-nightly/nightly")
             (schedule,) = nightly.schedules
             assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (
-                "0 2 * * *", "Europe/Berlin", True)
+                "0 2 * * *",
+                "Europe/Berlin",
+                True,
+            )
             assert nightly.global_concurrency_limit.limit == 1 and nightly.work_pool_name == "default"
             assert client.read_deployment_by_name("draftflow-finetune/finetune-gpu").work_pool_name == "gpu"
-            for name in ("draftflow-prepare/prepare-corpus", "draftflow-generate/generate",
-                         "draftflow-review-maintenance/review-maintenance"):
+            for name in (
+                "draftflow-prepare/prepare-corpus",
+                "draftflow-generate/generate",
+                "draftflow-review-maintenance/review-maintenance",
+            ):
                 assert client.read_deployment_by_name(name).work_pool_name == "default"
             assert {p.name for p in client.read_work_pools()} >= {"default", "gpu"}
-            run = run_deployment("draftflow-nightly/nightly", parameters={"params": params.model_dump(mode="json")},
-                                 timeout=400, poll_interval=2)
+            run = run_deployment(
+                "draftflow-nightly/nightly",
+                parameters={"params": params.model_dump(mode="json")},
+                timeout=400,
+                poll_interval=2,
+            )
             assert run.state is not None and run.state.is_completed(), (run.state, _logs(settings))
         with open_database(settings.database_url).session() as s:
             statuses = {status for (status,) in s.execute(sa.select(Draft.status)).all()}

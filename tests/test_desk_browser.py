@@ -50,8 +50,15 @@ def _free_port() -> int:
 def desk(db: Database) -> Iterator[Desk]:
     seeded = seed_desk(db)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db.url, secret_key="browser-test-" + "s" * 40),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(db.url, secret_key="browser-test-" + "s" * 40),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -72,8 +79,11 @@ class Tab:
 @pytest.fixture
 def tab(desk: Desk) -> Iterator[Tab]:
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it (`apt-get install -y chromium`) or set "
-                    "DRAFTFLOW_CHROMIUM to its path; the desk's browser test needs a real browser", pytrace=False)
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it (`apt-get install -y chromium`) or set "
+            "DRAFTFLOW_CHROMIUM to its path; the desk's browser test needs a real browser",
+            pytrace=False,
+        )
     with sync_playwright() as p:
         # as root (containers, CI) Chromium refuses to start with its sandbox on
         args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
@@ -166,8 +176,11 @@ def test_a_link_from_another_site_keeps_the_session(tab: Tab, desk: Desk) -> Non
     draft_id = desk.seeded.draft_ids[0]
     other_site = desk.url.replace("127.0.0.1", "localhost")  # another site to the browser
     page.goto(other_site + "/static/desk.css")
-    page.evaluate("url => { const a = document.createElement('a'); a.id = 'out'; a.href = url; a.textContent = 'x';"
-                  " document.body.appendChild(a); }", f"{desk.url}/drafts/{draft_id}")
+    page.evaluate(
+        "url => { const a = document.createElement('a'); a.id = 'out'; a.href = url; a.textContent = 'x';"
+        " document.body.appendChild(a); }",
+        f"{desk.url}/drafts/{draft_id}",
+    )
     page.click("#out")
     page.wait_for_selector(f"h1:text-is('Draft {draft_id}')")  # the draft itself, not the sign-in page
     assert page.url == f"{desk.url}/drafts/{draft_id}"

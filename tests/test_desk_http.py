@@ -51,8 +51,11 @@ def token_in(html: str) -> str:
 
 def sign_in(client: TestClient, who: tuple[str, str], next_path: str = "/") -> None:
     page = client.get("/login")
-    response = client.post("/login", data={"name": who[0], "password": who[1], "next": next_path,
-                                           "csrf_token": token_in(page.text)}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"name": who[0], "password": who[1], "next": next_path, "csrf_token": token_in(page.text)},
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
 
 
@@ -74,6 +77,7 @@ def claim_next(client: TestClient, query: str = "") -> int:
 
 # --- sign-in and sessions -------------------------------------------------------------------------------------
 
+
 def test_anonymous_requests_are_sent_to_sign_in_and_come_back(client: TestClient, seeded: Seeded) -> None:
     for path in ("/", "/review", "/metrics", "/export", "/admin/editors", f"/drafts/{seeded.draft_ids[0]}/history"):
         response = client.get(path, follow_redirects=False)
@@ -84,8 +88,9 @@ def test_anonymous_requests_are_sent_to_sign_in_and_come_back(client: TestClient
     login_page = client.get(response.headers["location"])
     assert 'name="next" value="/drafts/' in login_page.text
     # an anonymous POST (with a valid anonymous CSRF token) changes nothing and goes to sign-in too
-    refused = client.post(f"/drafts/{seeded.draft_ids[0]}/approve", data={"csrf_token": token_in(login_page.text)},
-                          follow_redirects=False)
+    refused = client.post(
+        f"/drafts/{seeded.draft_ids[0]}/approve", data={"csrf_token": token_in(login_page.text)}, follow_redirects=False
+    )
     assert refused.status_code == 303 and refused.headers["location"] == "/login"
     sign_in(client, EDITOR, next_path=target)
     assert client.get("/", follow_redirects=False).status_code == 200
@@ -103,21 +108,30 @@ def test_links_from_other_sites_are_reloaded_same_site(client: TestClient, seede
 def test_sign_in_goes_back_only_to_local_pages(client: TestClient) -> None:
     for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
         page = client.get("/login")
-        response = client.post("/login", data={"name": EDITOR[0], "password": EDITOR[1], "next": evil,
-                                               "csrf_token": token_in(page.text)}, follow_redirects=False)
+        response = client.post(
+            "/login",
+            data={"name": EDITOR[0], "password": EDITOR[1], "next": evil, "csrf_token": token_in(page.text)},
+            follow_redirects=False,
+        )
         assert response.headers["location"] == "/", evil
         client.post("/logout", data={"csrf_token": token(client)})
 
 
 def test_wrong_password_and_inactive_editors_are_refused(client: TestClient, db: Database) -> None:
     page = client.get("/login")
-    response = client.post("/login", data={"name": EDITOR[0], "password": "not-the-password",
-                                           "csrf_token": token_in(page.text)}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"name": EDITOR[0], "password": "not-the-password", "csrf_token": token_in(page.text)},
+        follow_redirects=False,
+    )
     assert response.status_code == 400 and "Wrong name or password" in response.text
     assert client.get("/", follow_redirects=False).status_code == 303
     set_editor(db, OTHER_EDITOR[0], active=False)
-    response = client.post("/login", data={"name": OTHER_EDITOR[0], "password": OTHER_EDITOR[1],
-                                           "csrf_token": token_in(page.text)}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"name": OTHER_EDITOR[0], "password": OTHER_EDITOR[1], "csrf_token": token_in(page.text)},
+        follow_redirects=False,
+    )
     assert response.status_code == 400
 
 
@@ -131,8 +145,10 @@ def test_deactivating_or_resetting_an_editor_ends_their_session(app: FastAPI, db
         boss.post(f"/admin/editors/{EDITOR[0]}/active", data={"active": "1", "csrf_token": token(boss)})
         sign_in(ed, EDITOR)
         assert ed.get("/", follow_redirects=False).status_code == 200
-        response = boss.post(f"/admin/editors/{EDITOR[0]}/password",
-                             data={"password": "a-new-password", "csrf_token": token(boss, "/admin/editors")})
+        response = boss.post(
+            f"/admin/editors/{EDITOR[0]}/password",
+            data={"password": "a-new-password", "csrf_token": token(boss, "/admin/editors")},
+        )
         assert response.status_code == 200 and "Password of ed changed" in response.text
         assert ed.get("/", follow_redirects=False).status_code == 303  # the old session died with the old password
         sign_in(ed, (EDITOR[0], "a-new-password"))
@@ -153,6 +169,7 @@ def test_session_cookie_flags(db: Database, seeded: Seeded) -> None:
 
 # --- CSRF -------------------------------------------------------------------------------------------------------
 
+
 def test_forms_without_their_csrf_token_are_refused(client: TestClient, db: Database, seeded: Seeded) -> None:
     page = client.get("/login")
     no_token = client.post("/login", data={"name": EDITOR[0], "password": EDITOR[1]}, follow_redirects=False)
@@ -170,6 +187,7 @@ def test_forms_without_their_csrf_token_are_refused(client: TestClient, db: Data
 
 # --- untrusted text -------------------------------------------------------------------------------------------
 
+
 def test_generated_text_is_always_escaped(client: TestClient, db: Database, seeded: Seeded) -> None:
     sign_in(client, EDITOR)
     raw = ("<script>alert(1)</script>", "<b>bold</b>")
@@ -186,8 +204,10 @@ def test_generated_text_is_always_escaped(client: TestClient, db: Database, seed
     page = client.get(f"/drafts/{seeded.xss_id}")
     assert '<textarea name="text" id="editor"' in page.text and escaped[0] in page.text and raw[0] not in page.text
     edited = XSS_TEXT.replace("<b>bold</b>", "<i>changed</i>")
-    saved = client.post(f"/drafts/{seeded.xss_id}/edit", data={"text": edited, "expected_version": "1",
-                                                                 "csrf_token": token_in(page.text)})
+    saved = client.post(
+        f"/drafts/{seeded.xss_id}/edit",
+        data={"text": edited, "expected_version": "1", "csrf_token": token_in(page.text)},
+    )
     assert saved.status_code == 200
     assert "<del>&lt;b&gt;bold&lt;/b&gt;</del>" in saved.text and "<ins>&lt;i&gt;changed&lt;/i&gt;</ins>" in saved.text
     assert "<i>changed</i>" not in saved.text
@@ -197,12 +217,15 @@ def test_generated_text_is_always_escaped(client: TestClient, db: Database, seed
 
 # --- roles ----------------------------------------------------------------------------------------------------
 
+
 def test_editors_cannot_open_admin_pages(client: TestClient) -> None:
     sign_in(client, EDITOR)
     for path in ("/admin/editors", "/admin/reasons", "/admin/settings"):
         assert client.get(path).status_code == 403, path
-    response = client.post("/admin/editors", data={"name": "mallory", "password": "password-123", "role": "admin",
-                                                   "csrf_token": token(client)})
+    response = client.post(
+        "/admin/editors",
+        data={"name": "mallory", "password": "password-123", "role": "admin", "csrf_token": token(client)},
+    )
     assert response.status_code == 403
     assert "Admin" not in client.get("/").text.split("<main")[0]  # no admin link in the menu
 
@@ -210,8 +233,9 @@ def test_editors_cannot_open_admin_pages(client: TestClient) -> None:
 def test_admin_manages_editors_reasons_and_settings(client: TestClient, db: Database) -> None:
     sign_in(client, ADMIN)
     t = token(client, "/admin/editors")
-    created = client.post("/admin/editors", data={"name": "newbie", "password": "newbie-pass-1", "role": "editor",
-                                                  "csrf_token": t})
+    created = client.post(
+        "/admin/editors", data={"name": "newbie", "password": "newbie-pass-1", "role": "editor", "csrf_token": t}
+    )
     assert created.status_code == 200 and "Editor newbie created" in created.text
     bad = client.post("/admin/editors", data={"name": "bad name!", "password": "x", "role": "editor", "csrf_token": t})
     assert bad.status_code == 400 and "bad editor name" in bad.text
@@ -235,6 +259,7 @@ def test_admin_manages_editors_reasons_and_settings(client: TestClient, db: Data
 
 # --- the review loop ------------------------------------------------------------------------------------------
 
+
 def test_claim_approve_then_the_next_draft(client: TestClient, db: Database, seeded: Seeded) -> None:
     sign_in(client, EDITOR)
     first = claim_next(client)
@@ -242,8 +267,9 @@ def test_claim_approve_then_the_next_draft(client: TestClient, db: Database, see
     page = client.get(f"/drafts/{first}")
     assert 'id="approve-form"' in page.text and 'id="lease"' in page.text
     assert claim_next(client) == first  # one draft at a time: reopening the review screen gives it back
-    response = client.post(f"/drafts/{first}/approve", data={"note": "fine", "csrf_token": token_in(page.text)},
-                           follow_redirects=False)
+    response = client.post(
+        f"/drafts/{first}/approve", data={"note": "fine", "csrf_token": token_in(page.text)}, follow_redirects=False
+    )
     assert response.status_code == 303 and response.headers["location"] == "/review"
     nxt = client.get("/review")
     assert nxt.url.path == f"/drafts/{seeded.draft_ids[1]}" and f"Approved draft {first}" in nxt.text
@@ -260,8 +286,11 @@ def test_reject_needs_a_reason(client: TestClient, db: Database) -> None:
     unknown = client.post(f"/drafts/{draft_id}/reject", data={"reason": "nonsense", "csrf_token": t})
     assert unknown.status_code == 400 and "unknown rejection reason" in unknown.text
     assert draft_row(db, draft_id).status == DraftStatus.IN_REVIEW.value
-    done = client.post(f"/drafts/{draft_id}/reject", data={"reason": "off_topic", "note": "about cats",
-                                                           "csrf_token": t}, follow_redirects=False)
+    done = client.post(
+        f"/drafts/{draft_id}/reject",
+        data={"reason": "off_topic", "note": "about cats", "csrf_token": t},
+        follow_redirects=False,
+    )
     assert done.status_code == 303 and done.headers["location"] == "/review"
     assert draft_row(db, draft_id).status == DraftStatus.REJECTED.value
 
@@ -272,11 +301,13 @@ def test_a_stale_edit_shows_the_conflict(client: TestClient, db: Database) -> No
     page = client.get(f"/drafts/{draft_id}")
     assert 'name="expected_version" value="1"' in page.text
     t = token_in(page.text)
-    first = client.post(f"/drafts/{draft_id}/edit", data={"text": "First tab's text.", "expected_version": "1",
-                                                           "csrf_token": t})
+    first = client.post(
+        f"/drafts/{draft_id}/edit", data={"text": "First tab's text.", "expected_version": "1", "csrf_token": t}
+    )
     assert first.status_code == 200 and "now version 2" in first.text
-    stale = client.post(f"/drafts/{draft_id}/edit", data={"text": "Second tab's text.", "expected_version": "1",
-                                                           "csrf_token": t})
+    stale = client.post(
+        f"/drafts/{draft_id}/edit", data={"text": "Second tab's text.", "expected_version": "1", "csrf_token": t}
+    )
     assert stale.status_code == 409
     assert "changed since version 1" in stale.text and "Second tab&#39;s text." in stale.text
     assert draft_row(db, draft_id).current_text == "First tab's text."
@@ -294,8 +325,12 @@ def test_decisions_need_the_claim(app: FastAPI, db: Database, seeded: Seeded) ->
         page = kim.get(f"/drafts/{held}")
         assert "Claimed by ed" in page.text and 'id="approve-form"' not in page.text
         t = token_in(page.text)
-        for action, data in (("approve", {}), ("reject", {"reason": "other"}), ("skip", {}),
-                             ("edit", {"text": "mine now", "expected_version": "1"})):
+        for action, data in (
+            ("approve", {}),
+            ("reject", {"reason": "other"}),
+            ("skip", {}),
+            ("edit", {"text": "mine now", "expected_version": "1"}),
+        ):
             response = kim.post(f"/drafts/{held}/{action}", data={**data, "csrf_token": t})
             assert response.status_code == 409, action
         pending = seeded.draft_ids[5]
@@ -344,6 +379,7 @@ def test_unknown_pages_and_the_queue_alias(client: TestClient, seeded: Seeded) -
 
 # --- queue: filters, search, paging ---------------------------------------------------------------------------
 
+
 def test_queue_filters(client: TestClient, seeded: Seeded) -> None:
     sign_in(client, EDITOR)
     ids = seeded.draft_ids
@@ -380,13 +416,27 @@ def test_queue_pages_by_keyset(client: TestClient, seeded: Seeded) -> None:
 
 def test_query_strings_never_reach_sql(client: TestClient, db: Database, seeded: Seeded) -> None:
     sign_in(client, EDITOR)
-    harmless = ["/?q=' OR 1=1 --", "/?q=%", "/?q=_", "/?category=news' OR '1'='1", "/?flag=%25",
-                "/?night=x\"; DROP TABLE drafts; --", "/?editor=' OR ''='"]
+    harmless = [
+        "/?q=' OR 1=1 --",
+        "/?q=%",
+        "/?q=_",
+        "/?category=news' OR '1'='1",
+        "/?flag=%25",
+        '/?night=x"; DROP TABLE drafts; --',
+        "/?editor=' OR ''='",
+    ]
     for path in harmless:
         response = client.get(path)
         assert response.status_code == 200 and row_ids(response.text) == [], path
-    refused = ["/?model=1 OR 1=1", "/?status=pending' --", "/?after=garbage", "/?after=2020-01-01~1;DROP",
-               "/?size=99999999999999999999999", "/?model=-99999999999999999999999", "/metrics?model=1;--"]
+    refused = [
+        "/?model=1 OR 1=1",
+        "/?status=pending' --",
+        "/?after=garbage",
+        "/?after=2020-01-01~1;DROP",
+        "/?size=99999999999999999999999",
+        "/?model=-99999999999999999999999",
+        "/metrics?model=1;--",
+    ]
     for path in refused:
         response = client.get(path)
         assert response.status_code == 400, path
@@ -395,6 +445,7 @@ def test_query_strings_never_reach_sql(client: TestClient, db: Database, seeded:
 
 
 # --- metrics and export ---------------------------------------------------------------------------------------
+
 
 def test_metrics_and_export(client: TestClient, db: Database, seeded: Seeded) -> None:
     sign_in(client, EDITOR)
@@ -422,6 +473,7 @@ def test_metrics_and_export(client: TestClient, db: Database, seeded: Seeded) ->
 
 
 # --- the session secret ---------------------------------------------------------------------------------------
+
 
 def test_secret_is_generated_once_and_kept_private(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SECRET_ENV, raising=False)

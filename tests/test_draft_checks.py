@@ -19,8 +19,10 @@ from tasks.review.checks import NgramIndex, check_draft, repetition, words_of
 from tasks.review.params import CheckParams
 from tasks.review.stage import corpus_index, queue_run
 
-ORIGINAL = ("Editors approve drafts that read well and reject the ones that do not, and the next night "
-            "learns from both of those decisions without anyone copying a corpus sentence.")
+ORIGINAL = (
+    "Editors approve drafts that read well and reject the ones that do not, and the next night "
+    "learns from both of those decisions without anyone copying a corpus sentence."
+)
 
 
 def _clean(settings: Settings, corpus_dir: Path) -> DatasetRef:
@@ -67,14 +69,28 @@ def test_repetition_pii_blocklist_and_length_flags() -> None:
     assert check_draft("Too short", None, CheckParams())[1] == ["too_short"]
 
 
-def test_queue_routes_flagged_drafts_aside_and_keeps_them(settings: Settings, db: Database,
-                                                          tiny_model: ModelRef) -> None:
+def test_queue_routes_flagged_drafts_aside_and_keeps_them(
+    settings: Settings, db: Database, tiny_model: ModelRef
+) -> None:
     start_run(db, "night", "test", {})
     ids = upsert_prompts(db, [PromptRow(key="p:1", text="Seed", category=None, source="p")])
     texts = [ORIGINAL, _corpus_text(settings), ORIGINAL + " Call +1 415 555 0100 now."]
-    insert_drafts(db, [{"run_id": "night", "model_version_id": tiny_model.version_id, "prompt_id": ids["p:1"],
-                        "sample_index": i, "original_text": t, "current_text": t, "params": {}, "seed": i}
-                       for i, t in enumerate(texts)])
+    insert_drafts(
+        db,
+        [
+            {
+                "run_id": "night",
+                "model_version_id": tiny_model.version_id,
+                "prompt_id": ids["p:1"],
+                "sample_index": i,
+                "original_text": t,
+                "current_text": t,
+                "params": {},
+                "seed": i,
+            }
+            for i, t in enumerate(texts)
+        ],
+    )
     result = queue_run(db, "night", corpus_index(settings, None), CheckParams())
     assert (result.queued, result.flagged) == (3, 2) and result.flags == {"copied": 1, "pii": 1}
     with db.session() as s:

@@ -38,12 +38,23 @@ def save_tiny_pretrained(folder: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=290, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=290,
+        special_tokens=["<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(["an unrelated corpus about cooking pasta and sauces"] * 20, trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(folder)
-    config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                        eos_token_id=tok.token_to_id("<eos>"), bos_token_id=tok.token_to_id("<eos>"))
+    config = GPT2Config(
+        vocab_size=tok.get_vocab_size(),
+        n_positions=64,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        eos_token_id=tok.token_to_id("<eos>"),
+        bos_token_id=tok.token_to_id("<eos>"),
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
 
@@ -93,8 +104,9 @@ def test_a_later_run_continues_from_the_latest_version(settings: Settings, db: D
     assert second.val_loss < math.log(tokens.tokenizer.vocab_size)
 
 
-def test_base_model_from_a_local_path_uses_its_own_tokenizer(settings: Settings, db: Database,
-                                                             corpus_dir: Path, tmp_path: Path) -> None:
+def test_base_model_from_a_local_path_uses_its_own_tokenizer(
+    settings: Settings, db: Database, corpus_dir: Path, tmp_path: Path
+) -> None:
     folder = save_tiny_pretrained(tmp_path / "tiny-gpt2")
     base = resolve_base_model(str(folder), db)
     assert base.kind == "pretrained" and base.label == str(folder)
@@ -109,8 +121,9 @@ def test_base_model_from_a_local_path_uses_its_own_tokenizer(settings: Settings,
         assert s.get(ModelVersion, model.version_id).base == str(folder)
 
 
-def test_tokens_and_base_model_must_share_a_tokenizer(settings: Settings, db: Database, corpus_dir: Path,
-                                                      tmp_path: Path) -> None:
+def test_tokens_and_base_model_must_share_a_tokenizer(
+    settings: Settings, db: Database, corpus_dir: Path, tmp_path: Path
+) -> None:
     tokens = prepare(settings, corpus_dir, BaseModelSpec(kind="scratch"))
     base = resolve_base_model(str(save_tiny_pretrained(tmp_path / "other")), db)
     with pytest.raises(DraftflowError, match="run `draftflow tokenize` with the same --base-model"):

@@ -38,11 +38,14 @@ def test_prompt_files_plain_lines_and_jsonl(tmp_path: Path, prompts_file: Path) 
     assert len(defaults) >= 10 and default_prompts_path().is_file()
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ('{"id": 1, "text": "ok"}\n{"id": 2, "text": \n', "line 2: not valid JSON"),
-    ('{"id": 1, "body": "no text"}\n', "line 1: needs a non-empty string field 'text'"),
-    ("\n\n", "has no prompts"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"id": 1, "text": "ok"}\n{"id": 2, "text": \n', "line 2: not valid JSON"),
+        ('{"id": 1, "body": "no text"}\n', "line 1: needs a non-empty string field 'text'"),
+        ("\n\n", "has no prompts"),
+    ],
+)
 def test_bad_prompt_files_are_user_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text(content)
@@ -55,8 +58,7 @@ def test_missing_prompt_file(tmp_path: Path) -> None:
         load_prompts(tmp_path / "nope.jsonl")
 
 
-def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model: ModelRef,
-                                                        prompts_file: Path) -> None:
+def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model: ModelRef, prompts_file: Path) -> None:
     prompts = load_prompts(prompts_file)
     start_run(db, "run-1", "test", {})
     params = GenerationParams(samples_per_prompt=2, max_new_tokens=8, temperature=0.9, top_p=0.9, batch_size=4)
@@ -68,9 +70,17 @@ def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model
     assert {(d.prompt_id, d.sample_index) for d in rows} == {(p, s) for p in prompt_ids for s in (0, 1)}
     for d in rows:
         assert d.status == "generated" and d.model_version_id == tiny_model.version_id
-        assert d.params == {"temperature": 0.9, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0,
-                            "max_new_tokens": 8, "min_new_tokens": 0, "stop": [], "template": "{text}",
-                            "batch": {"id": d.params["batch"]["id"], "position": d.params["batch"]["position"]}}
+        assert d.params == {
+            "temperature": 0.9,
+            "top_p": 0.9,
+            "top_k": 0,
+            "repetition_penalty": 1.0,
+            "max_new_tokens": 8,
+            "min_new_tokens": 0,
+            "stop": [],
+            "template": "{text}",
+            "batch": {"id": d.params["batch"]["id"], "position": d.params["batch"]["position"]},
+        }
         assert isinstance(d.seed, int) and d.original_text == d.current_text
         assert 0 < d.scores["new_tokens"] <= 8 or d.scores["stopped_at_eos"]
 
@@ -79,8 +89,9 @@ def test_generates_every_draft_once_with_its_parameters(db: Database, tiny_model
     assert len(drafts(db, "run-1")) == 6
 
 
-def test_an_interrupted_run_resumes_with_only_the_missing_drafts(db: Database, tiny_model: ModelRef,
-                                                                 prompts_file: Path) -> None:
+def test_an_interrupted_run_resumes_with_only_the_missing_drafts(
+    db: Database, tiny_model: ModelRef, prompts_file: Path
+) -> None:
     prompts = load_prompts(prompts_file)
     start_run(db, "run-2", "test", {})
     params = GenerationParams(samples_per_prompt=2, max_new_tokens=4, batch_size=2)
@@ -97,8 +108,9 @@ def test_an_interrupted_run_resumes_with_only_the_missing_drafts(db: Database, t
     assert len(keys) == len(set(keys)) == 6
 
 
-def test_left_padded_batch_equals_each_prompt_alone_under_greedy(db: Database, tiny_model: ModelRef,
-                                                                 prompts_file: Path) -> None:
+def test_left_padded_batch_equals_each_prompt_alone_under_greedy(
+    db: Database, tiny_model: ModelRef, prompts_file: Path
+) -> None:
     prompts = load_prompts(prompts_file)  # prompts of different lengths -> padding in the batch
     greedy = GenerationParams(samples_per_prompt=1, max_new_tokens=10, temperature=0, batch_size=8)
     start_run(db, "batched", "test", {})
@@ -112,8 +124,9 @@ def test_left_padded_batch_equals_each_prompt_alone_under_greedy(db: Database, t
         assert alone.original_text == batched[alone.prompt_id]
 
 
-def test_queue_moves_generated_drafts_to_pending_with_an_event(db: Database, tiny_model: ModelRef,
-                                                                prompts_file: Path) -> None:
+def test_queue_moves_generated_drafts_to_pending_with_an_event(
+    db: Database, tiny_model: ModelRef, prompts_file: Path
+) -> None:
     start_run(db, "run-q", "test", {})
     generate_drafts(tiny_model, load_prompts(prompts_file), GenerationParams(max_new_tokens=4), db, "run-q")
     result = queue_run(db, "run-q")
@@ -124,7 +137,8 @@ def test_queue_moves_generated_drafts_to_pending_with_an_event(db: Database, tin
         events = s.scalars(sa.select(ReviewEvent)).all()
     assert len(events) == 6
     assert {(e.action, e.from_status, e.to_status, e.actor) for e in events} == {
-        ("queue", "generated", "pending", "draftflow")}
+        ("queue", "generated", "pending", "draftflow")
+    }
     assert queue_run(db, "run-q").queued == 0  # idempotent
     json.dumps(result.model_dump())
 
@@ -136,25 +150,30 @@ def test_per_prompt_overrides_and_stop_strings(db: Database, tiny_model: ModelRe
     start_run(db, "free", "test", {})
     generate_drafts(tiny_model, load_prompts(plain), greedy, db, "free")
     (free,) = drafts(db, "free")
-    continuation = free.original_text[len("The module returns"):]
-    stop = continuation.strip()[len(continuation.strip()) // 2:][:3]  # text the model is known to write
+    continuation = free.original_text[len("The module returns") :]
+    stop = continuation.strip()[len(continuation.strip()) // 2 :][:3]  # text the model is known to write
     assert stop.strip()
 
     overrides = tmp_path / "overrides.jsonl"
-    overrides.write_text(json.dumps({"id": "x", "text": "The module returns", "stop": stop}) + "\n"
-                         + json.dumps({"id": "y", "text": "A thread queue is", "max_new_tokens": 2}) + "\n")
+    overrides.write_text(
+        json.dumps({"id": "x", "text": "The module returns", "stop": stop})
+        + "\n"
+        + json.dumps({"id": "y", "text": "A thread queue is", "max_new_tokens": 2})
+        + "\n"
+    )
     start_run(db, "over", "test", {})
     generate_drafts(tiny_model, load_prompts(overrides), greedy, db, "over")
     by_prompt = {d.params["max_new_tokens"]: d for d in drafts(db, "over")}
     short, stopped = by_prompt[2], by_prompt[12]
     assert short.scores["new_tokens"] <= 2 and short.params["stop"] == []
     assert stopped.params["stop"] == [stop] and stopped.scores["stopped"] == "stop_string"
-    assert stop not in stopped.original_text[len("The module returns"):]
+    assert stop not in stopped.original_text[len("The module returns") :]
     assert free.original_text.startswith(stopped.original_text)  # the same text, cut at the stop string
 
 
-def test_a_draft_regenerates_from_its_recorded_seed_alone(db: Database, tiny_model: ModelRef,
-                                                          prompts_file: Path) -> None:
+def test_a_draft_regenerates_from_its_recorded_seed_alone(
+    db: Database, tiny_model: ModelRef, prompts_file: Path
+) -> None:
     prompts = load_prompts(prompts_file)
     sampled = GenerationParams(samples_per_prompt=2, max_new_tokens=10, temperature=1.0, top_p=0.9, batch_size=8)
     start_run(db, "batch", "test", {})
@@ -174,8 +193,15 @@ def test_a_draft_regenerates_from_its_recorded_seed_alone(db: Database, tiny_mod
 def test_a_stored_draft_regenerates_from_its_record(db: Database, tiny_model: ModelRef, prompts_file: Path) -> None:
     from tasks.generate.stage import regenerate_draft
 
-    params = GenerationParams(samples_per_prompt=2, max_new_tokens=12, min_new_tokens=6, temperature=1.1,
-                              top_k=50, repetition_penalty=1.3, template="Topic {category}: {text}")
+    params = GenerationParams(
+        samples_per_prompt=2,
+        max_new_tokens=12,
+        min_new_tokens=6,
+        temperature=1.1,
+        top_k=50,
+        repetition_penalty=1.3,
+        template="Topic {category}: {text}",
+    )
     start_run(db, "rec", "test", {})
     generate_drafts(tiny_model, load_prompts(prompts_file), params, db, "rec")
     stored = drafts(db, "rec")
@@ -197,7 +223,9 @@ def test_prompts_from_csv_parquet_and_the_prompts_table(db: Database, tmp_path: 
     csv_file.write_text("id,text,category,temperature\n1,First seed,news,0.5\n2,Second seed,,\n")
     rows = load_prompts(csv_file)
     assert [(r.text, r.category, r.params) for r in rows] == [
-        ("First seed", "news", {"temperature": 0.5}), ("Second seed", None, {})]
+        ("First seed", "news", {"temperature": 0.5}),
+        ("Second seed", None, {}),
+    ]
     parquet_file = tmp_path / "seeds.parquet"
     pq.write_table(pa.table({"text": ["From parquet"], "category": ["product description"]}), parquet_file)
     assert load_prompts(parquet_file)[0].category == "product description"

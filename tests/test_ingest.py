@@ -26,7 +26,11 @@ def test_ingest_reads_txt_md_jsonl_parquet_recursively(settings: Settings, corpu
     docs = rows(settings.raw_dir)
     assert ref.rows == len(docs) == 40
     assert {k: ref.stats[k] for k in ("documents", "rejected", "seen", "files_new")} == {
-        "documents": 40, "rejected": 0, "seen": 40, "files_new": 22}
+        "documents": 40,
+        "rejected": 0,
+        "seen": 40,
+        "files_new": 22,
+    }
     assert {d["source"] for d in docs} == {"corpus"}
     by_uri = {d["uri"]: d for d in docs}
     md = next(d for u, d in by_uri.items() if u.endswith("page0.md"))
@@ -46,8 +50,10 @@ def test_doc_id_is_stable_and_source_can_be_named(settings: Settings, tmp_path: 
     docs = rows(settings.raw_dir)
     assert [d["source"] for d in docs] == ["manuals", "b"]
     assert docs[0]["doc_id"] == docs[1]["doc_id"]  # normalized text -> same id (dedup key)
-    assert ingest_corpus([f"manuals={tmp_path / 'a.txt'}", str(tmp_path / "b.txt")], settings).fingerprint \
+    assert (
+        ingest_corpus([f"manuals={tmp_path / 'a.txt'}", str(tmp_path / "b.txt")], settings).fingerprint
         == first.fingerprint
+    )
 
 
 def test_bad_files_are_kept_as_rejected_records_with_reasons(settings: Settings, tmp_path: Path) -> None:
@@ -68,13 +74,22 @@ def test_bad_files_are_kept_as_rejected_records_with_reasons(settings: Settings,
 
     ref = ingest_corpus([str(src)], settings)
     rejected = rows(settings.rejected_dir("ingest"))
-    reasons = {Path(r["uri"].split("#")[0]).name + ("#" + r["uri"].split("#")[1] if "#" in r["uri"] else ""):
-               r["reason"] for r in rejected}
+    reasons = {
+        Path(r["uri"].split("#")[0]).name + ("#" + r["uri"].split("#")[1] if "#" in r["uri"] else ""): r["reason"]
+        for r in rejected
+    }
     assert reasons == {
-        "binary.txt": "binary", "latin1.md": "not_utf8", "empty.txt": "empty",
-        "lines.jsonl#L2": "bad_json", "lines.jsonl#L3": "missing_field", "wrong.parquet": "missing_column",
-        "garbage.parquet": "unreadable", "data.bin.gz": "unsupported_type", "cut.txt.gz": "bad_gzip",
-        "dangling.md": "unreadable", "bad.csv#row1": "bad_csv",
+        "binary.txt": "binary",
+        "latin1.md": "not_utf8",
+        "empty.txt": "empty",
+        "lines.jsonl#L2": "bad_json",
+        "lines.jsonl#L3": "missing_field",
+        "wrong.parquet": "missing_column",
+        "garbage.parquet": "unreadable",
+        "data.bin.gz": "unsupported_type",
+        "cut.txt.gz": "bad_gzip",
+        "dangling.md": "unreadable",
+        "bad.csv#row1": "bad_csv",
     }
     assert all(r["stage"] == "ingest" and r["detail"] for r in rejected)
     bad_json = next(r for r in rejected if r["reason"] == "bad_json")
@@ -116,9 +131,10 @@ def test_rst_html_json_csv_and_gzip(settings: Settings, tmp_path: Path) -> None:
         "<html><head><title>Sockets</title></head><body><nav>Home | About | Contact</nav><article>"
         "<h1>Sockets</h1><p>A socket is an endpoint for sending and receiving data across a network, used by "
         "servers and clients alike.</p><p>Each socket has an address family and a type.</p></article>"
-        "<footer>Copyright 2026 Example Corp</footer></body></html>")
+        "<footer>Copyright 2026 Example Corp</footer></body></html>"
+    )
     (src / "items.json").write_text(json.dumps([{"body": "first item text", "sku": 1}, {"body": "second"}]))
-    (src / "rows.csv").write_text("id,body\n1,\"a row, with a comma\"\n2,another row\n")
+    (src / "rows.csv").write_text('id,body\n1,"a row, with a comma"\n2,another row\n')
     with gzip.open(src / "notes.md.gz", "wt") as f:
         f.write("# Compressed\n\nNotes inside a gzip file.\n")
     with gzip.open(src / "lines.jsonl.gz", "wt") as f:
@@ -133,7 +149,8 @@ def test_rst_html_json_csv_and_gzip(settings: Settings, tmp_path: Path) -> None:
     assert "Home | About" not in html["text"] and "Copyright" not in html["text"]  # boilerplate removed
     assert docs["items.json#0"]["text"] == "first item text" and json.loads(docs["items.json#0"]["meta"]) == {"sku": 1}
     assert docs["rows.csv#row0"]["text"] == "a row, with a comma" and json.loads(docs["rows.csv#row0"]["meta"]) == {
-        "id": "1"}
+        "id": "1"
+    }
     assert docs["notes.md.gz"]["title"] == "Compressed"
     assert docs["lines.jsonl.gz#L1"]["text"] == "a compressed JSON line"
     assert len(docs) == 8
@@ -147,7 +164,10 @@ def test_long_files_split_by_headings_or_separator(settings: Settings, tmp_path:
     ingest_corpus([str(book)], settings, IngestOptions(split="headings"))
     docs = rows(settings.raw_dir)
     assert [(d["title"], d["uri"].split("#")[-1]) for d in docs] == [
-        ("book", "section0"), ("One", "section1"), ("Two", "section2")]
+        ("book", "section0"),
+        ("One", "section1"),
+        ("Two", "section2"),
+    ]
     assert docs[1]["text"].startswith("# One") and "Second" not in docs[1]["text"]
     log = tmp_path / "log.txt"
     log.write_text("entry one\n---\nentry two\n---\nentry three\n")
@@ -173,15 +193,18 @@ def test_incremental_ingest_reads_only_new_and_changed_files(settings: Settings,
     assert again.stats["documents_read"] == 0 and again.stats["files_unchanged"] == 23
     assert (again.rows, again.stats["rejected"], again.fingerprint) == (first.rows, 1, first.fingerprint)
     assert again.stats["rejected_bad_json"] == 1  # carried rejections still counted
-    assert sorted(r["uri"] for r in rows(settings.raw_dir)) == sorted(
-        r["uri"] for r in rows(settings.raw_dir))
+    assert sorted(r["uri"] for r in rows(settings.raw_dir)) == sorted(r["uri"] for r in rows(settings.raw_dir))
 
     (corpus_dir / "page0.md").write_text("# Page 0\n\nRewritten text of the first page.\n")
     (corpus_dir / "page1.md").unlink()
     (corpus_dir / "extra.txt").write_text("A brand new document arrived tonight.")
     third = ingest_corpus([str(corpus_dir)], settings)
     assert {k: third.stats[f"files_{k}"] for k in ("new", "changed", "unchanged", "removed")} == {
-        "new": 1, "changed": 1, "unchanged": 21, "removed": 1}
+        "new": 1,
+        "changed": 1,
+        "unchanged": 21,
+        "removed": 1,
+    }
     assert third.stats["documents_read"] == 2 and third.rows == first.rows
     texts = {Path(d["file"]).name: d["text"] for d in rows(settings.raw_dir)}
     assert texts["page0.md"].startswith("# Page 0\n\nRewritten") and "page1.md" not in texts

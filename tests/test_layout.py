@@ -29,23 +29,30 @@ def _imports(folder: str) -> dict[str, set[str]]:
 
 def test_stages_import_and_run_without_prefect() -> None:
     modules = [info.name for info in pkgutil.walk_packages(tasks.__path__, "tasks.")]
-    code = ("import importlib, sys\n"
-            f"for name in {modules!r}:\n    importlib.import_module(name)\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'flows', 'review'}))")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'flows', 'review'}))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 def test_dependencies_point_one_way() -> None:
-    rules = {"storage": {"tasks", "flows", "review", "prefect", "tests", "benchmarks"},
-             "tasks": {"flows", "review", "prefect", "tests", "benchmarks"},
-             "review": {"flows", "prefect", "tests", "benchmarks"},
-             "flows": {"tests", "benchmarks"},
-             "benchmarks": {"tests"},
-             "testkit": {"tests", "benchmarks"}}
-    broken = [f"{file} imports {sorted(names & forbidden)}"
-              for folder, forbidden in rules.items()
-              for file, names in _imports(folder).items() if names & forbidden]
+    rules = {
+        "storage": {"tasks", "flows", "review", "prefect", "tests", "benchmarks"},
+        "tasks": {"flows", "review", "prefect", "tests", "benchmarks"},
+        "review": {"flows", "prefect", "tests", "benchmarks"},
+        "flows": {"tests", "benchmarks"},
+        "benchmarks": {"tests"},
+        "testkit": {"tests", "benchmarks"},
+    }
+    broken = [
+        f"{file} imports {sorted(names & forbidden)}"
+        for folder, forbidden in rules.items()
+        for file, names in _imports(folder).items()
+        if names & forbidden
+    ]
     assert not broken, broken
 
 

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_nightly_runs_all_six_stages_and_the_next_night_continues(
-        prefect_harness: None, settings: Settings, corpus_dir: Path, prompts_file: Path, tmp_path: Path) -> None:
+    prefect_harness: None, settings: Settings, corpus_dir: Path, prompts_file: Path, tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -43,8 +44,16 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     expected = 3 * GENERATE.samples_per_prompt
     assert first.drafts_generated == first.drafts_queued == expected
     assert first.queue == {"pending": expected}
-    assert list(first.seconds) == ["sweep_leases", "editor_feedback", "ingest", "clean", "tokenize", "fine_tune",
-                                   "generate", "queue_for_review"]
+    assert list(first.seconds) == [
+        "sweep_leases",
+        "editor_feedback",
+        "ingest",
+        "clean",
+        "tokenize",
+        "fine_tune",
+        "generate",
+        "queue_for_review",
+    ]
     assert first.editor_approved_source is None and first.leases_expired == 0
 
     db = open_database(settings.database_url)
@@ -56,19 +65,23 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         assert {d.status for d in s.scalars(sa.select(Draft))} == {"pending"}
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"])))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"]))
+        )
         assert any("Documents ingested | 42" in (a.data or "") for a in artifacts)
         report = next(a.data for a in artifacts if "Documents ingested | 42" in (a.data or ""))
         assert "## Review queue" in report and f"| pending | {expected} |" in report
         samples = report.split("## Sample drafts")[1]
         assert samples.count("\n| ") >= 2 and "](" not in samples  # a table of drafts, no links
         (steps_table, *_) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["clean-steps"])))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["clean-steps"]))
+        )
         assert steps_table.type == "table" and "near_dedup" in str(steps_table.data)
-        progress = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["fine-tune-progress", "generate-progress"])))
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["fine-tune-progress", "generate-progress"]))
+        )
         assert {a.key for a in progress} == {"fine-tune-progress", "generate-progress"}
         assert all(a.type == "progress" and a.data == 100 for a in progress)
+
         def by_key(key: str) -> list[Any]:
             return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
@@ -99,7 +112,8 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
 
 
 def test_a_failing_stage_marks_the_run_failed_and_keeps_earlier_outputs(
-        prefect_harness: None, settings: Settings, tmp_path: Path, prompts_file: Path) -> None:
+    prefect_harness: None, settings: Settings, tmp_path: Path, prompts_file: Path
+) -> None:
     corpus = tmp_path / "tiny"
     corpus.mkdir()
     (corpus / "a.txt").write_text("This is far too short to keep.")
@@ -116,8 +130,13 @@ def test_make_run_path_draftflow_run_on_the_embedded_corpus(tmp_path: Path) -> N
     env = {**os.environ, "DRAFTFLOW_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("DRAFTFLOW_DATABASE_URL", None)
     exe = Path(sys.executable).with_name("draftflow")
-    proc = subprocess.run([str(exe), "run", "--max-train-steps", "2", "--samples-per-prompt", "1",
-                           "--max-new-tokens", "8"], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [str(exe), "run", "--max-train-steps", "2", "--samples-per-prompt", "1", "--max-new-tokens", "8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Documents ingested" in proc.stdout and "draftflow review list --status pending" in proc.stdout
     db = open_database(Settings.from_env(tmp_path / "home").database_url)
@@ -135,15 +154,17 @@ def test_draftflow_run_reports_a_user_error_in_a_stage_without_a_traceback(tmp_p
     (corpus / "a.txt").write_text("This is far too short to keep.")
     env = {**os.environ, "DRAFTFLOW_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
     exe = Path(sys.executable).with_name("draftflow")
-    proc = subprocess.run([str(exe), "run", "--corpus", str(corpus)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [str(exe), "run", "--corpus", str(corpus)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "error: no documents left after cleaning: all 1 were rejected (1 gopher_too_few_words)" in proc.stderr
 
 
-def test_finetune_runs_as_its_own_flow(prefect_harness: None, settings: Settings, corpus_dir: Path,
-                                       prompts_file: Path) -> None:
+def test_finetune_runs_as_its_own_flow(
+    prefect_harness: None, settings: Settings, corpus_dir: Path, prompts_file: Path
+) -> None:
     from flows.finetune_flow import FinetuneParams, finetune_flow
     from storage.refs import BaseModelSpec
     from tasks.clean.stage import clean_corpus
@@ -153,8 +174,9 @@ def test_finetune_runs_as_its_own_flow(prefect_harness: None, settings: Settings
     from tests.tiny import TOKENIZE, TRAIN
 
     cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
-    tokenize_corpus(cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE),
-                    settings, TOKENIZE)
+    tokenize_corpus(
+        cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE), settings, TOKENIZE
+    )
     model = finetune_flow(FinetuneParams(base_model="scratch", home=str(settings.home), training=TRAIN))
     assert model.name == "v0001" and model.steps == TRAIN.max_steps
     with open_database(settings.database_url).session() as s:

@@ -19,8 +19,9 @@ def log_probe() -> str:
     return flow_run.get_id()
 
 
-def test_json_logs_carry_the_flow_run_id(prefect_harness: None, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_logs_carry_the_flow_run_id(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DRAFTFLOW_LOG_FORMAT", "json")
     logger = logging.getLogger("draftflow")
     configure_logging()

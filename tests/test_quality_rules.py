@@ -33,68 +33,128 @@ from datatrove.pipeline.filters import (  # noqa: E402
 
 # Keyword arguments that turn every rule of a datatrove filter off (its checks test truthiness or a
 # bound no ratio reaches).
-GOPHER_OFF: dict[str, Any] = {k: None for k in (
-    "min_doc_words", "max_doc_words", "min_avg_word_length", "max_avg_word_length", "max_symbol_word_ratio",
-    "max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "max_non_alpha_words_ratio", "min_stop_words")}
-REPETITION_OFF: dict[str, Any] = {"dup_line_frac": None, "dup_para_frac": None, "dup_line_char_frac": None,
-                                  "dup_para_char_frac": None, "top_n_grams": (), "dup_n_grams": ()}
-FINEWEB_OFF: dict[str, Any] = {"line_punct_thr": -1.0, "short_line_thr": 2.0, "char_duplicates_ratio": 2.0,
-                               "new_line_ratio": 1e12}
+GOPHER_OFF: dict[str, Any] = {
+    k: None
+    for k in (
+        "min_doc_words",
+        "max_doc_words",
+        "min_avg_word_length",
+        "max_avg_word_length",
+        "max_symbol_word_ratio",
+        "max_bullet_lines_ratio",
+        "max_ellipsis_lines_ratio",
+        "max_non_alpha_words_ratio",
+        "min_stop_words",
+    )
+}
+REPETITION_OFF: dict[str, Any] = {
+    "dup_line_frac": None,
+    "dup_para_frac": None,
+    "dup_line_char_frac": None,
+    "dup_para_char_frac": None,
+    "top_n_grams": (),
+    "dup_n_grams": (),
+}
+FINEWEB_OFF: dict[str, Any] = {
+    "line_punct_thr": -1.0,
+    "short_line_thr": 2.0,
+    "char_duplicates_ratio": 2.0,
+    "new_line_ratio": 1e12,
+}
 C4_OFF: dict[str, Any] = {"filter_lorem_ipsum": False, "filter_curly_bracket": False, "min_num_sentences": -1}
 
 # rule: (our thresholds that turn only it on, the datatrove filter with only it on)
 RULES: dict[str, tuple[dict[str, Any], Callable[[], Any]]] = {
     "min_words": ({"min_words": 50}, lambda: GopherQualityFilter(**{**GOPHER_OFF, "min_doc_words": 50})),
     "max_words": ({"max_words": 300}, lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_doc_words": 300})),
-    "min_mean_word_length": ({"min_mean_word_length": 3},
-                             lambda: GopherQualityFilter(**{**GOPHER_OFF, "min_avg_word_length": 3})),
-    "max_mean_word_length": ({"max_mean_word_length": 7},
-                             lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_avg_word_length": 7})),
-    "symbols": ({"max_symbol_word_ratio": 0.02},
-                lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_symbol_word_ratio": 0.02})),
-    "bullet_lines": ({"max_bullet_lines_ratio": 0.1},
-                     lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_bullet_lines_ratio": 0.1})),
-    "ellipsis_lines": ({"max_ellipsis_lines_ratio": 0.05},
-                       lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_ellipsis_lines_ratio": 0.05})),
-    "alpha_words": ({"min_alpha_words_ratio": 0.8},
-                    lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_non_alpha_words_ratio": 0.8})),
+    "min_mean_word_length": (
+        {"min_mean_word_length": 3},
+        lambda: GopherQualityFilter(**{**GOPHER_OFF, "min_avg_word_length": 3}),
+    ),
+    "max_mean_word_length": (
+        {"max_mean_word_length": 7},
+        lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_avg_word_length": 7}),
+    ),
+    "symbols": (
+        {"max_symbol_word_ratio": 0.02},
+        lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_symbol_word_ratio": 0.02}),
+    ),
+    "bullet_lines": (
+        {"max_bullet_lines_ratio": 0.1},
+        lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_bullet_lines_ratio": 0.1}),
+    ),
+    "ellipsis_lines": (
+        {"max_ellipsis_lines_ratio": 0.05},
+        lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_ellipsis_lines_ratio": 0.05}),
+    ),
+    "alpha_words": (
+        {"min_alpha_words_ratio": 0.8},
+        lambda: GopherQualityFilter(**{**GOPHER_OFF, "max_non_alpha_words_ratio": 0.8}),
+    ),
     "stop_words": ({"min_stop_words": 2}, lambda: GopherQualityFilter(**{**GOPHER_OFF, "min_stop_words": 2})),
-    "dup_paragraphs": ({"max_dup_para_ratio": 0.1},
-                       lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_para_frac": 0.1})),
-    "dup_paragraph_chars": ({"max_dup_para_char_ratio": 0.05},
-                            lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_para_char_frac": 0.05})),
-    "dup_lines": ({"max_dup_line_ratio": 0.1},
-                  lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_line_frac": 0.1})),
-    "dup_line_chars": ({"max_dup_line_char_ratio": 0.05},
-                       lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_line_char_frac": 0.05})),
-    **{f"top_{n}gram": ({"max_top_ngram_ratios": [limit if i == n - 2 else None for i in range(3)]},
-                        lambda n=n, limit=limit: GopherRepetitionFilter(**{**REPETITION_OFF,
-                                                                           "top_n_grams": ((n, limit),)}))
-       for n, limit in ((2, 0.2), (3, 0.18), (4, 0.16))},
-    **{f"dup_{n}gram": ({"max_dup_ngram_ratios": [limit if i == n - 5 else None for i in range(6)]},
-                        lambda n=n, limit=limit: GopherRepetitionFilter(**{**REPETITION_OFF,
-                                                                           "dup_n_grams": ((n, limit),)}))
-       for n, limit in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))},
-    "line_punct": ({"min_line_punct_ratio": 0.12},
-                   lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "line_punct_thr": 0.12})),
-    "short_lines": ({"max_short_line_ratio": 0.67},
-                    lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "short_line_thr": 0.67})),
-    "char_dup": ({"max_char_dup_ratio": 0.01},
-                 lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "char_duplicates_ratio": 0.01})),
+    "dup_paragraphs": (
+        {"max_dup_para_ratio": 0.1},
+        lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_para_frac": 0.1}),
+    ),
+    "dup_paragraph_chars": (
+        {"max_dup_para_char_ratio": 0.05},
+        lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_para_char_frac": 0.05}),
+    ),
+    "dup_lines": (
+        {"max_dup_line_ratio": 0.1},
+        lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_line_frac": 0.1}),
+    ),
+    "dup_line_chars": (
+        {"max_dup_line_char_ratio": 0.05},
+        lambda: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_line_char_frac": 0.05}),
+    ),
+    **{
+        f"top_{n}gram": (
+            {"max_top_ngram_ratios": [limit if i == n - 2 else None for i in range(3)]},
+            lambda n=n, limit=limit: GopherRepetitionFilter(**{**REPETITION_OFF, "top_n_grams": ((n, limit),)}),
+        )
+        for n, limit in ((2, 0.2), (3, 0.18), (4, 0.16))
+    },
+    **{
+        f"dup_{n}gram": (
+            {"max_dup_ngram_ratios": [limit if i == n - 5 else None for i in range(6)]},
+            lambda n=n, limit=limit: GopherRepetitionFilter(**{**REPETITION_OFF, "dup_n_grams": ((n, limit),)}),
+        )
+        for n, limit in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+    },
+    "line_punct": (
+        {"min_line_punct_ratio": 0.12},
+        lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "line_punct_thr": 0.12}),
+    ),
+    "short_lines": (
+        {"max_short_line_ratio": 0.67},
+        lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "short_line_thr": 0.67}),
+    ),
+    "char_dup": (
+        {"max_char_dup_ratio": 0.01},
+        lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "char_duplicates_ratio": 0.01}),
+    ),
     "list_like": ({"max_newline_ratio": 0.3}, lambda: FineWebQualityFilter(**{**FINEWEB_OFF, "new_line_ratio": 0.3})),
     "lorem_ipsum": ({"drop_lorem_ipsum": True}, lambda: C4QualityFilter(**{**C4_OFF, "filter_lorem_ipsum": True})),
-    "curly_braces": ({"drop_curly_braces": True},
-                     lambda: C4QualityFilter(**{**C4_OFF, "filter_curly_bracket": True})),
+    "curly_braces": ({"drop_curly_braces": True}, lambda: C4QualityFilter(**{**C4_OFF, "filter_curly_bracket": True})),
     "min_sentences": ({"min_sentences": 5}, lambda: C4QualityFilter(**{**C4_OFF, "min_num_sentences": 5})),
 }
 
 
 def only(**on: Any) -> QualityThresholds:
     """Thresholds with every rule off but the ones given."""
-    off: dict[str, Any] = {name: None for name, field in QualityThresholds.model_fields.items()
-                           if field.annotation in (int | None, float | None)}
-    off.update(max_top_ngram_ratios=[None] * 3, max_dup_ngram_ratios=[None] * 6, drop_lorem_ipsum=False,
-               drop_curly_braces=False, allowed_languages=[])
+    off: dict[str, Any] = {
+        name: None
+        for name, field in QualityThresholds.model_fields.items()
+        if field.annotation in (int | None, float | None)
+    }
+    off.update(
+        max_top_ngram_ratios=[None] * 3,
+        max_dup_ngram_ratios=[None] * 6,
+        drop_lorem_ipsum=False,
+        drop_curly_braces=False,
+        allowed_languages=[],
+    )
     return QualityThresholds(**{**off, **on})
 
 
@@ -107,9 +167,11 @@ def real_documents() -> tuple[str, ...]:
         if isinstance(body, str) and body.strip():
             texts.append(body)
     # a few made-up pages, so that rules real docs never trip (lorem ipsum, ellipsis lines) are exercised too
-    texts += ["Lorem ipsum dolor sit amet, consectetur adipiscing elit. Sed do eiusmod tempor.\n" * 3,
-              "\n".join(f"And the story went on and on with line {i}..." for i in range(12)),
-              "\n".join(f"• item {i}" for i in range(20))]
+    texts += [
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit. Sed do eiusmod tempor.\n" * 3,
+        "\n".join(f"And the story went on and on with line {i}..." for i in range(12)),
+        "\n".join(f"• item {i}" for i in range(20)),
+    ]
     normalized = (normalize_text(text) for text in texts)
     return tuple(text for text in normalized if text)
 
@@ -138,7 +200,10 @@ def decisions() -> dict[str, list[tuple[bool, bool]]]:
 @pytest.mark.parametrize("rule", list(RULES))
 def test_each_rule_keeps_and_drops_what_datatrove_does(rule: str) -> None:
     pairs = decisions()[rule]
-    disagree = [(i, "ours drops" if ours else "datatrove drops", real_documents()[i][:80])
-                for i, (ours, theirs) in enumerate(pairs) if ours != theirs]
+    disagree = [
+        (i, "ours drops" if ours else "datatrove drops", real_documents()[i][:80])
+        for i, (ours, theirs) in enumerate(pairs)
+        if ours != theirs
+    ]
     assert not disagree, f"{len(disagree)} of {len(pairs)} decisions differ, e.g. {disagree[:3]}"
     assert any(theirs for _, theirs in pairs), f"rule {rule} dropped no document: the comparison would prove nothing"

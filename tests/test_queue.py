@@ -27,8 +27,10 @@ def status_of(db: Database, draft_id: int) -> str:
 
 def actions(db: Database, draft_id: int) -> list[tuple[str, str, str | None, str]]:
     with db.session() as s:
-        return [(e.actor, e.action, e.from_status, e.to_status) for e in s.scalars(
-            sa.select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id))]
+        return [
+            (e.actor, e.action, e.from_status, e.to_status)
+            for e in s.scalars(sa.select(ReviewEvent).where(ReviewEvent.draft_id == draft_id).order_by(ReviewEvent.id))
+        ]
 
 
 def expire(db: Database, draft_id: int) -> None:
@@ -121,8 +123,11 @@ def test_every_transition_is_allowed_or_refused(db: Database, status: str, actio
     (draft_id,) = seed_drafts(db, 1, status=status)
     if status == "in_review":
         with db.transaction() as s:
-            s.execute(sa.update(Draft).where(Draft.id == draft_id).values(
-                claimed_by="ann", lease_expires_at=utcnow() + timedelta(minutes=5)))
+            s.execute(
+                sa.update(Draft)
+                .where(Draft.id == draft_id)
+                .values(claimed_by="ann", lease_expires_at=utcnow() + timedelta(minutes=5))
+            )
     if status in ALLOWED:
         after = ACTIONS[action](db, draft_id)
         assert after.status == {"approve": "approved", "reject": "rejected", "edit": status}[action]
@@ -171,8 +176,13 @@ def test_comments_and_history(db: Database) -> None:
     editor.edit(db, draft_id, "ann", "Fixed.", expected_version=1)
     editor.approve(db, draft_id, "ann")
     kinds = [(h["kind"], h["action"]) for h in editor.history(db, draft_id)]
-    assert kinds == [("event", "claim"), ("comment", "comment"), ("event", "edit"), ("revision", "revision 2"),
-                     ("event", "approve")]
+    assert kinds == [
+        ("event", "claim"),
+        ("comment", "comment"),
+        ("event", "edit"),
+        ("revision", "revision 2"),
+        ("event", "approve"),
+    ]
     with pytest.raises(DraftflowError, match="empty"):
         editor.comment(db, draft_id, "ann", "  ")
 
@@ -194,8 +204,9 @@ def test_sixteen_editors_at_once_never_share_a_draft(any_db: Database) -> None:
     ids = seed_drafts(any_db, 2000)
     claimed: dict[str, list[int]] = {f"editor{i}": [] for i in range(16)}
     errors: list[BaseException] = []
-    threads = [threading.Thread(target=_work_the_queue, args=(any_db, name, got, errors))
-               for name, got in claimed.items()]
+    threads = [
+        threading.Thread(target=_work_the_queue, args=(any_db, name, got, errors)) for name, got in claimed.items()
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -50,8 +50,9 @@ def test_list_and_show(capsys: pytest.CaptureFixture[str], queued: list[int]) ->
     assert json.loads(run_cli(capsys, "review", "list", "--status", "approved", "--json").out) == []
 
 
-def test_approve_reject_edit_write_events_in_the_same_transaction(capsys: pytest.CaptureFixture[str], db: Database,
-                                                                  queued: list[int], tmp_path: Path) -> None:
+def test_approve_reject_edit_write_events_in_the_same_transaction(
+    capsys: pytest.CaptureFixture[str], db: Database, queued: list[int], tmp_path: Path
+) -> None:
     a, b, c = queued[:3]
     assert run_cli(capsys, "review", "approve", str(a), "--editor", "ann", "--note", "clear").code == 0
     assert run_cli(capsys, "review", "reject", str(b), "--editor", "bob", "--reason", "off-topic").code == 0
@@ -71,45 +72,60 @@ def test_approve_reject_edit_write_events_in_the_same_transaction(capsys: pytest
         assert s.get(Draft, c).version == 3  # generated(1) -> queued(2) -> edited(3)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["review", "show", "4242"], "error: draft 4242 does not exist"),
-    (["review", "approve", "4242", "--editor", "ann"], "error: draft 4242 does not exist"),
-    (["review", "list", "--status", "maybe"], "error: unknown status 'maybe'"),
-    (["review", "reject", "{first}", "--editor", "ann", "--reason", " "], "error: a rejection needs a reason"),
-    (["review", "edit", "{first}", "--editor", "ann", "--text-file", "/no/such/file"],
-     "error: text file '/no/such/file' does not exist"),
-    (["review", "approve", "{first}", "--editor", " "], "error: an editor name is needed"),
-])
-def test_user_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture[str], queued: list[int],
-                                                    args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["review", "show", "4242"], "error: draft 4242 does not exist"),
+        (["review", "approve", "4242", "--editor", "ann"], "error: draft 4242 does not exist"),
+        (["review", "list", "--status", "maybe"], "error: unknown status 'maybe'"),
+        (["review", "reject", "{first}", "--editor", "ann", "--reason", " "], "error: a rejection needs a reason"),
+        (
+            ["review", "edit", "{first}", "--editor", "ann", "--text-file", "/no/such/file"],
+            "error: text file '/no/such/file' does not exist",
+        ),
+        (["review", "approve", "{first}", "--editor", " "], "error: an editor name is needed"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_non_zero(
+    capsys: pytest.CaptureFixture[str], queued: list[int], args: list[str], message: str
+) -> None:
     result = run_cli(capsys, *[a.replace("{first}", str(queued[0])) for a in args])
     assert result.code == 1
     assert result.err.strip().startswith(message)
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
 
 
-def test_a_disallowed_transition_is_refused_and_changes_nothing(capsys: pytest.CaptureFixture[str], db: Database,
-                                                                queued: list[int]) -> None:
+def test_a_disallowed_transition_is_refused_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], db: Database, queued: list[int]
+) -> None:
     first = queued[0]
     assert run_cli(capsys, "review", "reject", str(first), "--editor", "bob", "--reason", "factual_error").code == 0
     before = events(db, first)
     refused = run_cli(capsys, "review", "approve", str(first), "--editor", "ann")
     assert refused.code == 1
-    assert refused.err.strip() == (f"error: cannot approve draft {first}: it is rejected; "
-                                   "only pending, in_review or flagged drafts can be approved")
+    assert refused.err.strip() == (
+        f"error: cannot approve draft {first}: it is rejected; "
+        "only pending, in_review or flagged drafts can be approved"
+    )
     assert events(db, first) == before
     with db.session() as s:
         assert s.get(Draft, first).status == "rejected"
 
 
-def test_stale_edit_is_refused_with_a_conflict(capsys: pytest.CaptureFixture[str], queued: list[int],
-                                               tmp_path: Path) -> None:
+def test_stale_edit_is_refused_with_a_conflict(
+    capsys: pytest.CaptureFixture[str], queued: list[int], tmp_path: Path
+) -> None:
     text = tmp_path / "t.txt"
     text.write_text("first edit")
     draft = str(queued[0])
-    assert run_cli(capsys, "review", "edit", draft, "--editor", "ann", "--text-file", str(text),
-                   "--expected-version", "2").code == 0
+    assert (
+        run_cli(
+            capsys, "review", "edit", draft, "--editor", "ann", "--text-file", str(text), "--expected-version", "2"
+        ).code
+        == 0
+    )
     text.write_text("second edit from a stale copy")
-    stale = run_cli(capsys, "review", "edit", draft, "--editor", "bob", "--text-file", str(text),
-                    "--expected-version", "2")
+    stale = run_cli(
+        capsys, "review", "edit", draft, "--editor", "bob", "--text-file", str(text), "--expected-version", "2"
+    )
     assert stale.code == 1 and "changed since version 2 (now version 3)" in stale.err

@@ -52,8 +52,11 @@ def test_export_approved_drafts_with_provenance(db: Database, tmp_path: Path, fm
     _decide(db, ids)
     out = tmp_path / f"approved.{fmt}"
     assert export_drafts(db, out, fmt=fmt) == 3
-    rows = (pq.read_table(out).to_pylist() if fmt == "parquet"
-            else [json.loads(line) for line in out.read_text().splitlines()])
+    rows = (
+        pq.read_table(out).to_pylist()
+        if fmt == "parquet"
+        else [json.loads(line) for line in out.read_text().splitlines()]
+    )
     assert [r["draft_id"] for r in rows] == [ids[0], ids[1], ids[3]]
     first = rows[0]
     assert first["edited"] and first["text"].startswith("Draft 0 about topic 0, made better")
@@ -85,8 +88,7 @@ def test_bad_export_options_are_user_errors(db: Database, tmp_path: Path) -> Non
         export_drafts(db, tmp_path / "x", status="done")
 
 
-def test_approved_drafts_become_the_editor_approved_source(settings: Settings, db: Database,
-                                                           corpus_dir: Path) -> None:
+def test_approved_drafts_become_the_editor_approved_source(settings: Settings, db: Database, corpus_dir: Path) -> None:
     assert write_editor_source(settings) is None  # nothing approved yet: no source
     ids = seed_drafts(db, 6)
     _decide(db, ids)

@@ -86,10 +86,12 @@ def mixed_corpus(tmp_path: Path) -> Path:
     record = json.loads((root / "records.jsonl").read_text().splitlines()[0])["text"]
     (extra / "a-exact.txt").write_text(record)
     (extra / "b-near.txt").write_text(" ".join(words))
-    (extra / "c-french.txt").write_text("La bibliothèque conserve un petit cache des expressions compilées, afin "
-                                        "qu'un programme qui utilise souvent la même expression ne paie pas deux "
-                                        "fois sa compilation. Chaque entrée est créée lors de la première "
-                                        "utilisation et reste jusqu'à ce que le cache soit plein.")
+    (extra / "c-french.txt").write_text(
+        "La bibliothèque conserve un petit cache des expressions compilées, afin "
+        "qu'un programme qui utilise souvent la même expression ne paie pas deux "
+        "fois sa compilation. Chaque entrée est créée lors de la première "
+        "utilisation et reste jusqu'à ce que le cache soit plein."
+    )
     (extra / "d-short.txt").write_text("Too short to keep.")
     (extra / "e-pii.txt").write_text(paragraph(rng) + " Write to jane.doe@example.com for a copy.")
     return root
@@ -126,7 +128,10 @@ def _assert_same_tokens(sharded: TokensRef, expected: TokensRef) -> None:
     assert sharded.fingerprint == expected.fingerprint
     assert sharded.tokenizer.tokenizer_id == expected.tokenizer.tokenizer_id
     assert (sharded.train_blocks, sharded.val_blocks, sharded.tokens) == (
-        expected.train_blocks, expected.val_blocks, expected.tokens)
+        expected.train_blocks,
+        expected.val_blocks,
+        expected.tokens,
+    )
     for split in ("train", "val"):
         assert np.array_equal(read_blocks(Path(sharded.path) / split), read_blocks(Path(expected.path) / split))
         assert schema_metadata(Path(sharded.path) / split) == schema_metadata(Path(expected.path) / split)
@@ -145,18 +150,24 @@ def _executed(address: str) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_sharded_clean_and_tokenize_match_in_process(tmp_path: Path, mixed_corpus: Path, dask_address: str,
-                                                     prefect_harness: None) -> None:
+def test_sharded_clean_and_tokenize_match_in_process(
+    tmp_path: Path, mixed_corpus: Path, dask_address: str, prefect_harness: None
+) -> None:
     from flows.scaleout import clean_stage, tokenize_stage
 
     a, b = _home(tmp_path, "in-process"), _home(tmp_path, "sharded")
     raw = ingest_corpus([str(mixed_corpus)], a)
     expected = clean_corpus(raw, a, CleanParams())
     reasons = {k for k in expected.stats if k.startswith("rejected_")}
-    assert {"rejected_duplicate", "rejected_near_duplicate", "rejected_language",
-            "rejected_gopher_too_few_words"} <= reasons  # every kind of verdict, dedup across shards
-    expected_tokens = tokenize_corpus(expected, prepare_tokenizer(expected, BaseModelSpec(kind="scratch"), a,
-                                                                  TOKENIZE), a, TOKENIZE)
+    assert {
+        "rejected_duplicate",
+        "rejected_near_duplicate",
+        "rejected_language",
+        "rejected_gopher_too_few_words",
+    } <= reasons  # every kind of verdict, dedup across shards
+    expected_tokens = tokenize_corpus(
+        expected, prepare_tokenizer(expected, BaseModelSpec(kind="scratch"), a, TOKENIZE), a, TOKENIZE
+    )
 
     _copy_raw(a, b)
     scale = ScaleParams(shards=3, dask_address=dask_address)
@@ -177,8 +188,22 @@ def _seed_run(db: Database, run_id: str, texts: list[str]) -> None:
     with db.session() as s:
         version = s.scalar(sa.select(ModelVersion.id).limit(1))
         prompt = s.scalar(sa.select(Prompt.id).where(Prompt.key == f"seed:{run_id}:0"))
-    insert_drafts(db, [{"run_id": run_id, "model_version_id": version, "prompt_id": prompt, "sample_index": i,
-                        "original_text": t, "current_text": t, "params": {}, "seed": i} for i, t in enumerate(texts)])
+    insert_drafts(
+        db,
+        [
+            {
+                "run_id": run_id,
+                "model_version_id": version,
+                "prompt_id": prompt,
+                "sample_index": i,
+                "original_text": t,
+                "current_text": t,
+                "params": {},
+                "seed": i,
+            }
+            for i, t in enumerate(texts)
+        ],
+    )
 
 
 def _outcome(db: Database, run_id: str) -> list[tuple[Any, ...]]:
@@ -189,16 +214,23 @@ def _outcome(db: Database, run_id: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
-def test_sharded_draft_checks_match_in_process(settings: Settings, db: Database, corpus_dir: Path,
-                                               prefect_harness: None) -> None:
+def test_sharded_draft_checks_match_in_process(
+    settings: Settings, db: Database, corpus_dir: Path, prefect_harness: None
+) -> None:
     from flows.scaleout import queue_stage
 
     cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
     copied = _rows(settings.clean_dir)[3]["text"]
     rng = random.Random(3)
-    texts = [paragraph(rng, 2), copied, paragraph(rng, 1) + " Call +1 415 555 0100 now.",
-             "the value of the value of the value of the value of the value of the value",
-             "Too short", paragraph(rng, 2) + " Mail ops@example.com today.", " ".join(copied.split()[:30])] * 3
+    texts = [
+        paragraph(rng, 2),
+        copied,
+        paragraph(rng, 1) + " Call +1 415 555 0100 now.",
+        "the value of the value of the value of the value of the value of the value",
+        "Too short",
+        paragraph(rng, 2) + " Mail ops@example.com today.",
+        " ".join(copied.split()[:30]),
+    ] * 3
     _seed_run(db, "in-process", texts)
     _seed_run(db, "sharded", texts)
     expected = queue_run(db, "in-process", corpus_index(settings, cleaned), CheckParams())
@@ -212,8 +244,9 @@ def test_sharded_draft_checks_match_in_process(settings: Settings, db: Database,
 
 
 @pytest.mark.slow
-def test_a_failed_shard_leaves_the_previous_datasets(settings: Settings, corpus_dir: Path, dask_address: str,
-                                                     prefect_harness: None) -> None:
+def test_a_failed_shard_leaves_the_previous_datasets(
+    settings: Settings, corpus_dir: Path, dask_address: str, prefect_harness: None
+) -> None:
     from flows.scaleout import clean_stage
 
     raw = ingest_corpus([str(corpus_dir)], settings)
@@ -233,9 +266,9 @@ def test_a_failed_shard_leaves_the_previous_datasets(settings: Settings, corpus_
 
 
 @pytest.mark.slow
-def test_ingest_clean_tokenize_with_the_corpus_at_a_file_url(tmp_path: Path, mixed_corpus: Path,
-                                                             monkeypatch: pytest.MonkeyPatch,
-                                                             prefect_harness: None) -> None:
+def test_ingest_clean_tokenize_with_the_corpus_at_a_file_url(
+    tmp_path: Path, mixed_corpus: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
     """Today's stages, unchanged, at a `file://` URL; then the sharded stages, inside a parent flow."""
 
     store = tmp_path / "bucket"
@@ -245,8 +278,9 @@ def test_ingest_clean_tokenize_with_the_corpus_at_a_file_url(tmp_path: Path, mix
     assert isinstance(a.raw_dir, StoreURL) and a.raw_dir == f"file://{store}/a/corpus/raw"
     raw = ingest_corpus([str(mixed_corpus)], a)
     cleaned = clean_corpus(raw, a, CleanParams())
-    tokens = tokenize_corpus(cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), a, TOKENIZE),
-                             a, TOKENIZE)
+    tokens = tokenize_corpus(
+        cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), a, TOKENIZE), a, TOKENIZE
+    )
     assert raw.path.startswith("file://") and cleaned.path == f"file://{store}/a/corpus/clean"
     assert not (a.home / "corpus").exists()  # nothing of the corpus in the local home
     manifest = read_manifest(cleaned.path)
@@ -289,8 +323,7 @@ def test_a_committed_output_is_reused_without_a_cluster(settings: Settings, corp
 
 
 @pytest.mark.slow
-def test_one_shard_runs_the_usual_task_in_process(settings: Settings, corpus_dir: Path,
-                                                  prefect_harness: None) -> None:
+def test_one_shard_runs_the_usual_task_in_process(settings: Settings, corpus_dir: Path, prefect_harness: None) -> None:
     from flows.scaleout import clean_stage
 
     raw = ingest_corpus([str(corpus_dir)], settings)

@@ -39,8 +39,12 @@ def test_sqlite_runs_with_wal_and_foreign_keys(db: Database) -> None:
         assert s.execute(sa.text("pragma journal_mode")).scalar() == "wal"
         assert s.execute(sa.text("pragma foreign_keys")).scalar() == 1
     with pytest.raises(sa.exc.IntegrityError), db.transaction() as s:
-        s.execute(sa.text("insert into review_events(draft_id, actor, action, to_status, at) "
-                          "values (999, 'x', 'approve', 'approved', '2026-01-01')"))
+        s.execute(
+            sa.text(
+                "insert into review_events(draft_id, actor, action, to_status, at) "
+                "values (999, 'x', 'approve', 'approved', '2026-01-01')"
+            )
+        )
 
 
 def test_database_url_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,14 +31,27 @@ def _drafts(db: Database) -> list[int]:
         s.add(version)
         s.flush()
         version_id = version.id
-    prompts = [PromptRow(key=f"p{i}", text=f"Prompt {i} 100% _odd_", category=("news", "docs")[i % 2], source="t")
-               for i in range(4)]
+    prompts = [
+        PromptRow(key=f"p{i}", text=f"Prompt {i} 100% _odd_", category=("news", "docs")[i % 2], source="t")
+        for i in range(4)
+    ]
     ids = upsert_prompts(db, prompts)
     assert upsert_prompts(db, prompts) == ids  # the same prompts again: the same ids, no new rows
-    rows = [{"run_id": "night", "model_version_id": version_id, "prompt_id": ids[p.key], "category": p.category,
-             "sample_index": s, "original_text": f"Draft {p.key}/{s}", "current_text": f"Draft {p.key}/{s}",
-             "params": {"batch": {"id": f"b{s}", "position": int(p.key[1:])}}, "seed": 7}
-            for p in prompts for s in range(2)]
+    rows = [
+        {
+            "run_id": "night",
+            "model_version_id": version_id,
+            "prompt_id": ids[p.key],
+            "category": p.category,
+            "sample_index": s,
+            "original_text": f"Draft {p.key}/{s}",
+            "current_text": f"Draft {p.key}/{s}",
+            "params": {"batch": {"id": f"b{s}", "position": int(p.key[1:])}},
+            "seed": 7,
+        }
+        for p in prompts
+        for s in range(2)
+    ]
     assert insert_drafts(db, rows) == 8
     assert insert_drafts(db, rows) == 0  # a resumed run never duplicates a draft
     assert len(existing_samples(db, "night")) == 8

@@ -56,8 +56,9 @@ def test_same_inputs_give_the_same_blocks(settings: Settings, corpus_dir: Path) 
     tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE)
     first = tokenize_corpus(cleaned, tok, settings, TOKENIZE)
     blocks = read_blocks(Path(first.path) / "val").copy()
-    second = tokenize_corpus(cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE),
-                             settings, TOKENIZE)
+    second = tokenize_corpus(
+        cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, TOKENIZE), settings, TOKENIZE
+    )
     assert second.fingerprint == first.fingerprint
     assert np.array_equal(read_blocks(Path(second.path) / "val"), blocks)
 

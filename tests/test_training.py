@@ -58,8 +58,9 @@ def test_early_stopping_keeps_the_best_weights(settings: Settings, db: Database,
 
 
 @pytest.mark.slow
-def test_torch_compile_trains_checkpoints_and_keeps_the_best(settings: Settings, db: Database,
-                                                             tokens: TokensRef) -> None:
+def test_torch_compile_trains_checkpoints_and_keeps_the_best(
+    settings: Settings, db: Database, tokens: TokensRef
+) -> None:
     params = TRAIN.model_copy(update={"compile": True, "checkpoint_interval": 2, "eval_interval": 2})
     model = train_model(tokens, SCRATCH, params, db, settings)
     metrics = metrics_of(model.path)
@@ -67,8 +68,9 @@ def test_torch_compile_trains_checkpoints_and_keeps_the_best(settings: Settings,
     assert model.val_loss == pytest.approx(min(h["val_loss"] for h in metrics["history"] if "val_loss" in h))
 
 
-def test_training_leaves_a_loss_curve_and_tensorboard_events(settings: Settings, db: Database,
-                                                             tokens: TokensRef) -> None:
+def test_training_leaves_a_loss_curve_and_tensorboard_events(
+    settings: Settings, db: Database, tokens: TokensRef
+) -> None:
     model = train_model(tokens, SCRATCH, TRAIN, db, settings)
     png = Path(model.path) / "loss_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -77,8 +79,16 @@ def test_training_leaves_a_loss_curve_and_tensorboard_events(settings: Settings,
 
 
 def test_promotion_rule() -> None:
-    latest = ModelInfo(id=1, name="v0001", path="/m/v0001", tokenizer_id="tok", val_loss=2.0, perplexity=7.39,
-                       train_loss=2.0, parent_id=None)
+    latest = ModelInfo(
+        id=1,
+        name="v0001",
+        path="/m/v0001",
+        tokenizer_id="tok",
+        val_loss=2.0,
+        perplexity=7.39,
+        train_loss=2.0,
+        parent_id=None,
+    )
     assert decide_promotion(3.0, "tok", None, lambda p: 2.0, 0.02) == (True, "first model version")
     promote, note = decide_promotion(2.01, "tok", latest, lambda p: 2.0, 0.02)  # 1% worse: within tolerance
     assert promote and note.startswith("promoted: perplexity 7.46 vs 7.39 for v0001")
@@ -90,8 +100,7 @@ def test_promotion_rule() -> None:
 
 def test_a_worse_version_is_registered_but_not_promoted(settings: Settings, db: Database, tokens: TokensRef) -> None:
     good = train_model(tokens, SCRATCH, TRAIN.model_copy(update={"max_steps": 30}), db, settings)
-    worse = train_model(tokens, SCRATCH, TRAIN.model_copy(update={"max_steps": 1, "learning_rate": 1e-6}), db,
-                        settings)
+    worse = train_model(tokens, SCRATCH, TRAIN.model_copy(update={"max_steps": 1, "learning_rate": 1e-6}), db, settings)
     assert good.promoted and not worse.promoted
     assert worse.promotion.startswith("kept but not promoted") and "v0001" in worse.promotion
     assert latest_model_version(db).name == "v0001" == good.name  # the next run continues from the good one
@@ -100,8 +109,22 @@ def test_a_worse_version_is_registered_but_not_promoted(settings: Settings, db: 
 
 def _finetune_command(home: Path, run_id: str, config: Path, steps: int) -> list[str]:
     # `python -m flows.cli`: the same entry point, also where the console script is not installed
-    return [sys.executable, "-m", "flows.cli", "--home", str(home), "finetune", "--base-model", "scratch",
-            "--run-id", run_id, "--config", str(config), "--max-steps", str(steps)]
+    return [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "--home",
+        str(home),
+        "finetune",
+        "--base-model",
+        "scratch",
+        "--run-id",
+        run_id,
+        "--config",
+        str(config),
+        "--max-steps",
+        str(steps),
+    ]
 
 
 @pytest.fixture
@@ -110,21 +133,27 @@ def cli_tokens(capsys: pytest.CaptureFixture[str], settings: Settings, corpus_di
     for args in (["ingest", str(corpus_dir)], ["clean"], ["tokenize", "--vocab-size", "320", "--block-size", "32"]):
         assert run_cli(capsys, *args).code == 0
     config = tmp_path / "train.json"
-    config.write_text(TRAIN.model_copy(update={"log_interval": 1, "eval_interval": 10, "checkpoint_interval": 5,
-                                               "max_minutes": 5}).model_dump_json())
+    config.write_text(
+        TRAIN.model_copy(
+            update={"log_interval": 1, "eval_interval": 10, "checkpoint_interval": 5, "max_minutes": 5}
+        ).model_dump_json()
+    )
     return config
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
-        settings: Settings, db: Database, cli_tokens: Path) -> None:
+    settings: Settings, db: Database, cli_tokens: Path
+) -> None:
     home, steps = settings.home, 60
-    straight = subprocess.run(_finetune_command(home, "straight", cli_tokens, steps), capture_output=True, text=True,
-                              timeout=300)
+    straight = subprocess.run(
+        _finetune_command(home, "straight", cli_tokens, steps), capture_output=True, text=True, timeout=300
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    proc = subprocess.Popen(_finetune_command(home, "killed", cli_tokens, steps), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _finetune_command(home, "killed", cli_tokens, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoint = home / "checkpoints" / "killed" / "step-0000010"
     deadline = time.monotonic() + 240
     while not checkpoint.is_dir() and proc.poll() is None and time.monotonic() < deadline:
@@ -136,8 +165,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
     assert len(kept) <= 2 and kept[-1] >= "step-0000010"  # only the newest keep_checkpoints=2 stay
     assert latest_model_version(db).name == "v0001"  # the killed run registered nothing
 
-    resumed = subprocess.run(_finetune_command(home, "killed", cli_tokens, steps), capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        _finetune_command(home, "killed", cli_tokens, steps), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from the checkpoint at step" in resumed.stderr
     first, second = (metrics_of(str(home / "models" / v)) for v in ("v0001", "v0002"))
@@ -145,8 +175,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
     assert second["resumed_from"] is not None and second["resumed_from"] >= 10
     # the loss continues where it was: the resumed curve matches the uninterrupted one step for step
     losses = {h["step"]: h["train_loss"] for h in first["history"] if "train_loss" in h}
-    after = [(h["step"], h["train_loss"]) for h in second["history"]
-             if "train_loss" in h and h["step"] > second["resumed_from"]]
+    after = [
+        (h["step"], h["train_loss"])
+        for h in second["history"]
+        if "train_loss" in h and h["step"] > second["resumed_from"]
+    ]
     assert after and all(loss == pytest.approx(losses[step], rel=1e-4) for step, loss in after)
     assert not (home / "checkpoints" / "killed").exists()  # cleared once registered
 
@@ -154,8 +187,25 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
 @pytest.mark.slow
 def test_ddp_on_gloo_with_two_processes(settings: Settings, db: Database, cli_tokens: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "flows.cli", "--home", str(settings.home),
-           "finetune", "--base-model", "scratch", "--run-id", "ddp", "--config", str(cli_tokens), "--max-steps", "6"]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "flows.cli",
+        "--home",
+        str(settings.home),
+        "finetune",
+        "--base-model",
+        "scratch",
+        "--run-id",
+        "ddp",
+        "--config",
+        str(cli_tokens),
+        "--max-steps",
+        "6",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     (version,) = [latest_model_version(db)]

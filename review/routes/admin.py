@@ -48,10 +48,21 @@ def editors_page(request: Request, account: AdminOnly, db: Db) -> Response:
 
 
 @router.post("/editors")
-def add_editor(request: Request, account: AdminOnly, db: Db, name: Annotated[str, Form()] = "",
-               password: Annotated[str, Form()] = "", role: Annotated[str, Form()] = "editor") -> Response:
-    return _apply(request, "/admin/editors", lambda: create_editor(db, name.strip(), password, role),
-                  f"Editor {name.strip()} created.", lambda error: _editors(request, db, error))
+def add_editor(
+    request: Request,
+    account: AdminOnly,
+    db: Db,
+    name: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "editor",
+) -> Response:
+    return _apply(
+        request,
+        "/admin/editors",
+        lambda: create_editor(db, name.strip(), password, role),
+        f"Editor {name.strip()} created.",
+        lambda error: _editors(request, db, error),
+    )
 
 
 @router.post("/editors/{name}/role")
@@ -60,29 +71,38 @@ def change_role(request: Request, name: str, account: AdminOnly, db: Db, role: A
         if name == account.name and role != "admin":
             raise DraftflowError("you cannot remove your own admin role: ask another admin")
         set_editor(db, name, role=role)
-    return _apply(request, "/admin/editors", change, f"{name} is now {role}.",
-                  lambda error: _editors(request, db, error))
+
+    return _apply(
+        request, "/admin/editors", change, f"{name} is now {role}.", lambda error: _editors(request, db, error)
+    )
 
 
 @router.post("/editors/{name}/active")
-def change_active(request: Request, name: str, account: AdminOnly, db: Db,
-                  active: Annotated[str, Form()] = "") -> Response:
+def change_active(
+    request: Request, name: str, account: AdminOnly, db: Db, active: Annotated[str, Form()] = ""
+) -> Response:
     wanted = active == "1"
 
     def change() -> None:
         if name == account.name and not wanted:
             raise DraftflowError("you cannot deactivate your own account: ask another admin")
         set_editor(db, name, active=wanted)
+
     message = f"{name} can sign in again." if wanted else f"{name} is deactivated and signed out."
     return _apply(request, "/admin/editors", change, message, lambda error: _editors(request, db, error))
 
 
 @router.post("/editors/{name}/password")
-def reset_password(request: Request, name: str, account: AdminOnly, db: Db,
-                   password: Annotated[str, Form()] = "") -> Response:
-    return _apply(request, "/admin/editors", lambda: set_password(db, name, password),
-                  f"Password of {name} changed; their other sessions are signed out.",
-                  lambda error: _editors(request, db, error))
+def reset_password(
+    request: Request, name: str, account: AdminOnly, db: Db, password: Annotated[str, Form()] = ""
+) -> Response:
+    return _apply(
+        request,
+        "/admin/editors",
+        lambda: set_password(db, name, password),
+        f"Password of {name} changed; their other sessions are signed out.",
+        lambda error: _editors(request, db, error),
+    )
 
 
 @router.get("/reasons")
@@ -91,19 +111,31 @@ def reasons_page(request: Request, account: AdminOnly, db: Db) -> Response:
 
 
 @router.post("/reasons")
-def add_reason(request: Request, account: AdminOnly, db: Db, code: Annotated[str, Form()] = "",
-               label: Annotated[str, Form()] = "") -> Response:
+def add_reason(
+    request: Request, account: AdminOnly, db: Db, code: Annotated[str, Form()] = "", label: Annotated[str, Form()] = ""
+) -> Response:
     code = code.strip().lower()
-    return _apply(request, "/admin/reasons", lambda: set_rejection_reason(db, code, label.strip() or None, True),
-                  f"Reason {code} saved.", lambda error: _reasons(request, db, error))
+    return _apply(
+        request,
+        "/admin/reasons",
+        lambda: set_rejection_reason(db, code, label.strip() or None, True),
+        f"Reason {code} saved.",
+        lambda error: _reasons(request, db, error),
+    )
 
 
 @router.post("/reasons/{code}/active")
-def change_reason(request: Request, code: str, account: AdminOnly, db: Db,
-                  active: Annotated[str, Form()] = "") -> Response:
+def change_reason(
+    request: Request, code: str, account: AdminOnly, db: Db, active: Annotated[str, Form()] = ""
+) -> Response:
     wanted = active == "1"
-    return _apply(request, "/admin/reasons", lambda: set_rejection_reason(db, code, None, wanted),
-                  f"Reason {code} {'restored' if wanted else 'retired'}.", lambda error: _reasons(request, db, error))
+    return _apply(
+        request,
+        "/admin/reasons",
+        lambda: set_rejection_reason(db, code, None, wanted),
+        f"Reason {code} {'restored' if wanted else 'retired'}.",
+        lambda error: _reasons(request, db, error),
+    )
 
 
 @router.get("/settings")
@@ -112,20 +144,29 @@ def settings_page(request: Request, account: AdminOnly, db: Db) -> Response:
 
 
 @router.post("/settings")
-def save_settings(request: Request, account: AdminOnly, db: Db, required_reviews: Annotated[str, Form()] = "",
-                  lease_minutes: Annotated[str, Form()] = "") -> Response:
+def save_settings(
+    request: Request,
+    account: AdminOnly,
+    db: Db,
+    required_reviews: Annotated[str, Form()] = "",
+    lease_minutes: Annotated[str, Form()] = "",
+) -> Response:
     def save() -> None:
-        values = {"required_reviews": parse_int(required_reviews, "number of reviews"),
-                  "lease_minutes": parse_int(lease_minutes, "lease length")}
+        values = {
+            "required_reviews": parse_int(required_reviews, "number of reviews"),
+            "lease_minutes": parse_int(lease_minutes, "lease length"),
+        }
         for key, value in values.items():
             if value is None:
                 raise DraftflowError(f"{key} is needed")
         set_desk_settings(db, values)  # checked against DeskSettings' bounds, all or none
+
     return _apply(request, "/admin/settings", save, "Desk settings saved.", lambda error: _settings(request, db, error))
 
 
-def _apply(request: Request, back: str, change: Callable[[], object], done: str,
-           page: Callable[[str], Response]) -> Response:
+def _apply(
+    request: Request, back: str, change: Callable[[], object], done: str, page: Callable[[str], Response]
+) -> Response:
     """Run an admin change: on success flash and go back (POST-redirect-GET), on error show the page with it."""
     try:
         change()
@@ -136,18 +177,33 @@ def _apply(request: Request, back: str, change: Callable[[], object], done: str,
 
 
 def _editors(request: Request, db: Database, error: str | None = None) -> Response:
-    return render(request, "admin_editors.html", {"active": "admin", "tab": "editors", "editors": list_editors(db),
-                                                  "roles": ROLES}, status_code=400 if error else 200, error=error)
+    return render(
+        request,
+        "admin_editors.html",
+        {"active": "admin", "tab": "editors", "editors": list_editors(db), "roles": ROLES},
+        status_code=400 if error else 200,
+        error=error,
+    )
 
 
 def _reasons(request: Request, db: Database, error: str | None = None) -> Response:
-    return render(request, "admin_reasons.html", {"active": "admin", "tab": "reasons",
-                                                  "reasons": rejection_reasons(db, include_inactive=True)},
-                  status_code=400 if error else 200, error=error)
+    return render(
+        request,
+        "admin_reasons.html",
+        {"active": "admin", "tab": "reasons", "reasons": rejection_reasons(db, include_inactive=True)},
+        status_code=400 if error else 200,
+        error=error,
+    )
 
 
 def _settings(request: Request, db: Database, error: str | None = None) -> Response:
-    values = [(key, desk_setting(db, key), SETTING_HELP.get(key, ""), bounds(DeskSettings, key))
-              for key in DESK_DEFAULTS]
-    return render(request, "admin_settings.html", {"active": "admin", "tab": "settings", "settings": values},
-                  status_code=400 if error else 200, error=error)
+    values = [
+        (key, desk_setting(db, key), SETTING_HELP.get(key, ""), bounds(DeskSettings, key)) for key in DESK_DEFAULTS
+    ]
+    return render(
+        request,
+        "admin_settings.html",
+        {"active": "admin", "tab": "settings", "settings": values},
+        status_code=400 if error else 200,
+        error=error,
+    )

@@ -24,16 +24,27 @@ def login_page(request: Request, next: str = "/") -> Response:
 
 
 @router.post("/login")
-def login(request: Request, db: Db, name: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
-          next: Annotated[str, Form()] = "/") -> Response:
+def login(
+    request: Request,
+    db: Db,
+    name: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
     editor = authenticate(db, name.strip(), password)
     if editor is None:
-        return render(request, "login.html", {"next": safe_next(next), "name": name}, status_code=400,
-                      error="Wrong name or password, or the account is not active.")
+        return render(
+            request,
+            "login.html",
+            {"next": safe_next(next), "name": name},
+            status_code=400,
+            error="Wrong name or password, or the account is not active.",
+        )
     # A fresh session on sign-in: nothing from the anonymous session (a planted token) carries over.
     request.session.clear()
-    request.session.update(editor=editor.name,
-                           stamp=session_stamp(request.app.state.secret, editor.name, editor.password_hash))
+    request.session.update(
+        editor=editor.name, stamp=session_stamp(request.app.state.secret, editor.name, editor.password_hash)
+    )
     new_csrf_token(request)
     return RedirectResponse(safe_next(next), status_code=303)
 

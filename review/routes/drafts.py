@@ -44,17 +44,27 @@ def review_next(request: Request, account: SignedIn, db: Db) -> Response:
     """
     choice = request.session.get("review", {"queue": DraftStatus.PENDING.value, "category": ""})
     if "queue" in request.query_params or "category" in request.query_params:
-        choice = {"queue": request.query_params.get("queue") or DraftStatus.PENDING.value,
-                  "category": request.query_params.get("category", "")}
+        choice = {
+            "queue": request.query_params.get("queue") or DraftStatus.PENDING.value,
+            "category": request.query_params.get("category", ""),
+        }
         if choice["queue"] not in QUEUES:
             raise DraftflowError(f"unknown queue {choice['queue']!r} (one of: {', '.join(QUEUES)})")
         request.session["review"] = choice
     sweep_expired(db)  # leases that ran out go back to the queue before we pick (no cron needed)
-    draft = actions.claim(db, account.name, category=choice["category"] or None, queue=choice["queue"],
-                          skipped=request.session.get("skipped", []))
+    draft = actions.claim(
+        db,
+        account.name,
+        category=choice["category"] or None,
+        queue=choice["queue"],
+        skipped=request.session.get("skipped", []),
+    )
     if draft is None:
-        return render(request, "empty.html", {"active": "review", "choice": choice, "categories": categories(db),
-                                              "queues": QUEUES})
+        return render(
+            request,
+            "empty.html",
+            {"active": "review", "choice": choice, "categories": categories(db), "queues": QUEUES},
+        )
     return RedirectResponse(f"/drafts/{draft.id}", status_code=303)
 
 
@@ -64,8 +74,15 @@ def draft_page(request: Request, draft_id: DraftId, account: SignedIn, db: Db) -
 
 
 @router.post("/drafts/{draft_id}/edit")
-def save_edit(request: Request, draft_id: DraftId, account: SignedIn, db: Db, text: Annotated[str, Form()] = "",
-              expected_version: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "") -> Response:
+def save_edit(
+    request: Request,
+    draft_id: DraftId,
+    account: SignedIn,
+    db: Db,
+    text: Annotated[str, Form()] = "",
+    expected_version: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
     text = text.replace("\r\n", "\n")  # browsers send CRLF from a textarea; keep the stored text's newlines
     try:
         _must_hold(db, account, draft_id)
@@ -84,8 +101,9 @@ def save_edit(request: Request, draft_id: DraftId, account: SignedIn, db: Db, te
 
 
 @router.post("/drafts/{draft_id}/approve")
-def approve(request: Request, draft_id: DraftId, account: SignedIn, db: Db,
-            note: Annotated[str, Form()] = "") -> Response:
+def approve(
+    request: Request, draft_id: DraftId, account: SignedIn, db: Db, note: Annotated[str, Form()] = ""
+) -> Response:
     try:
         _must_hold(db, account, draft_id)
         draft = actions.approve(db, draft_id, account.name, note.strip() or None)
@@ -97,14 +115,24 @@ def approve(request: Request, draft_id: DraftId, account: SignedIn, db: Db,
         flash(request, f"Approved draft {draft_id}.", "success")
     else:
         required = desk_setting(db, "required_reviews")
-        flash(request, f"Draft {draft_id}: approval {draft.approvals} of {required} recorded; "
-                       "it goes back to the queue for another editor.", "success")
+        flash(
+            request,
+            f"Draft {draft_id}: approval {draft.approvals} of {required} recorded; "
+            "it goes back to the queue for another editor.",
+            "success",
+        )
     return RedirectResponse("/review", status_code=303)
 
 
 @router.post("/drafts/{draft_id}/reject")
-def reject(request: Request, draft_id: DraftId, account: SignedIn, db: Db, reason: Annotated[str, Form()] = "",
-           note: Annotated[str, Form()] = "") -> Response:
+def reject(
+    request: Request,
+    draft_id: DraftId,
+    account: SignedIn,
+    db: Db,
+    reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
     try:
         _must_hold(db, account, draft_id)
         if not reason.strip():
@@ -149,8 +177,9 @@ def renew_lease(draft_id: DraftId, account: SignedIn, db: Db) -> Response:
 
 
 @router.post("/drafts/{draft_id}/comment")
-def add_comment(request: Request, draft_id: DraftId, account: SignedIn, db: Db,
-                body: Annotated[str, Form()] = "") -> Response:
+def add_comment(
+    request: Request, draft_id: DraftId, account: SignedIn, db: Db, body: Annotated[str, Form()] = ""
+) -> Response:
     try:
         actions.comment(db, draft_id, account.name, body)
     except NotFoundError:
@@ -164,23 +193,46 @@ def add_comment(request: Request, draft_id: DraftId, account: SignedIn, db: Db,
 @router.get("/drafts/{draft_id}/history")
 def draft_history(request: Request, draft_id: DraftId, account: SignedIn, db: Db) -> Response:
     draft, prompt, _ = get_draft(db, draft_id)
-    return render(request, "history.html", {"active": "queue", "draft": draft, "prompt": prompt,
-                                            "items": actions.history(db, draft_id)})
+    return render(
+        request,
+        "history.html",
+        {"active": "queue", "draft": draft, "prompt": prompt, "items": actions.history(db, draft_id)},
+    )
 
 
-def _draft_page(request: Request, db: Database, account: Account, draft_id: int, *, error: str | None = None,
-                status_code: int = 200, unsaved: str | None = None) -> Response:
+def _draft_page(
+    request: Request,
+    db: Database,
+    account: Account,
+    draft_id: int,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+    unsaved: str | None = None,
+) -> Response:
     draft, prompt, _ = get_draft(db, draft_id)
     lease = as_utc(draft.lease_expires_at)
-    mine = (draft.status == DraftStatus.IN_REVIEW.value and draft.claimed_by == account.name
-            and lease is not None and lease > utcnow())
+    mine = (
+        draft.status == DraftStatus.IN_REVIEW.value
+        and draft.claimed_by == account.name
+        and lease is not None
+        and lease > utcnow()
+    )
     flags = draft_flags(draft.flags, draft.scores or {})
     comments = [item for item in actions.history(db, draft_id) if item["kind"] == "comment"]
     context: dict[str, Any] = {
-        "active": "review", "draft": draft, "prompt": prompt, "mine": mine, "lease": lease, "flags": flags,
-        "checks": check_rows(draft.scores or {}, flags), "diff": word_diff(draft.original_text, draft.current_text),
-        "edited": draft.current_text != draft.original_text, "reasons": rejection_reasons(db),
-        "model_version": model_version_name(db, draft.model_version_id), "comments": comments,
+        "active": "review",
+        "draft": draft,
+        "prompt": prompt,
+        "mine": mine,
+        "lease": lease,
+        "flags": flags,
+        "checks": check_rows(draft.scores or {}, flags),
+        "diff": word_diff(draft.original_text, draft.current_text),
+        "edited": draft.current_text != draft.original_text,
+        "reasons": rejection_reasons(db),
+        "model_version": model_version_name(db, draft.model_version_id),
+        "comments": comments,
         "unsaved": unsaved if unsaved and unsaved.strip() and unsaved != draft.current_text else None,
         "lease_minutes": desk_setting(db, "lease_minutes"),
     }

@@ -31,19 +31,36 @@ def metrics_page(request: Request, account: SignedIn, db: Db) -> Response:
     night = request.query_params.get("night") or None
     version = parse_int(request.query_params.get("model"), "model version")
     metrics = desk_metrics(db, run_id=night, model_version_id=version)
-    return render(request, "metrics.html", {"active": "metrics", "m": metrics, "night": night or "",
-                                            "model": version, "nights": nights(db), "versions": model_versions(db)})
+    return render(
+        request,
+        "metrics.html",
+        {
+            "active": "metrics",
+            "m": metrics,
+            "night": night or "",
+            "model": version,
+            "nights": nights(db),
+            "versions": model_versions(db),
+        },
+    )
 
 
 @router.get("/export")
 def export_page(request: Request, account: SignedIn) -> Response:
-    return render(request, "export.html", {"active": "export", "formats": list(FORMATS), "kinds": KINDS,
-                                           "statuses": STATUSES})
+    return render(
+        request, "export.html", {"active": "export", "formats": list(FORMATS), "kinds": KINDS, "statuses": STATUSES}
+    )
 
 
 @router.post("/export")
-def export(request: Request, account: SignedIn, db: Db, fmt: Annotated[str, Form()] = "parquet",
-           kind: Annotated[str, Form()] = "drafts", status: Annotated[str, Form()] = "approved") -> Response:
+def export(
+    request: Request,
+    account: SignedIn,
+    db: Db,
+    fmt: Annotated[str, Form()] = "parquet",
+    kind: Annotated[str, Form()] = "drafts",
+    status: Annotated[str, Form()] = "approved",
+) -> Response:
     """Write the export to a temporary folder, send it, and delete it once sent."""
     from tasks.review.export import export_drafts  # pulls pyarrow: loaded on first export
 

@@ -33,13 +33,18 @@ def shingles(text: str, n: int) -> list[bytes]:
     words = normalize_for_hash(text).split(" ")
     if len(words) <= n:
         return [" ".join(words).encode()]
-    return list({" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)})
+    return list({" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)})
 
 
 def _hashes(items: list[bytes]) -> np.ndarray:
     """32-bit hashes of the shingles (MinHash's own hash width), unique and sorted."""
-    return np.unique(np.fromiter((int.from_bytes(hashlib.blake2b(s, digest_size=4).digest(), "little")
-                                  for s in items), dtype=np.uint64, count=len(items)))
+    return np.unique(
+        np.fromiter(
+            (int.from_bytes(hashlib.blake2b(s, digest_size=4).digest(), "little") for s in items),
+            dtype=np.uint64,
+            count=len(items),
+        )
+    )
 
 
 def _identity(value: int) -> int:
@@ -47,8 +52,7 @@ def _identity(value: int) -> int:
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    inter = np.intersect1d(a.astype(np.uint64, copy=False), b.astype(np.uint64, copy=False),
-                           assume_unique=True).size
+    inter = np.intersect1d(a.astype(np.uint64, copy=False), b.astype(np.uint64, copy=False), assume_unique=True).size
     return inter / (a.size + b.size - inter) if (a.size or b.size) else 1.0
 
 
@@ -108,8 +112,9 @@ class NearDeduper:
         """(first doc_id, Jaccard) when this text nearly duplicates a kept one; else index it."""
         hashes = _hashes(shingles(text, self.shingle_words))
         # the shingles are hashed once; MinHash permutes those values instead of re-hashing with sha1
-        signature = MinHash(num_perm=self.num_perm, hashfunc=_identity, permutations=self._permutations,
-                            scheme=self._scheme)
+        signature = MinHash(
+            num_perm=self.num_perm, hashfunc=_identity, permutations=self._permutations, scheme=self._scheme
+        )
         signature.update_batch(hashes.tolist())
         keys = self._index.keys(signature.hashvalues)
         best: tuple[str, float] | None = None

@@ -38,6 +38,7 @@ def scrub_pii(text: str) -> tuple[str, Counter[str]]:
                 return match.group(0)
             counts[kind] += 1
             return PLACEHOLDERS[kind]
+
         return _sub
 
     text = EMAIL.sub(replace("email"), text)

@@ -54,7 +54,7 @@ def _top_ngram_chars(words: Sequence[str], n: int) -> int:
     """Characters of the most frequent word n-gram (space-joined) times its count; 0 without any n-gram."""
     if len(words) < n:
         return 0
-    gram, count = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1)).most_common(1)[0]
+    gram, count = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1)).most_common(1)[0]
     return len(gram) * count
 
 
@@ -63,7 +63,7 @@ def _repeated_ngram_chars(words: Sequence[str], n: int) -> int:
     seen: set[str] = set()
     chars, i = 0, 0
     while i < len(words) - n + 1:
-        gram = "".join(words[i:i + n])
+        gram = "".join(words[i : i + n])
         if gram in seen:
             chars += len(gram)
             i += n
@@ -109,7 +109,10 @@ def score_document(text: str) -> dict[str, float | int]:
     dup_lines, dup_line_chars = _duplicates(rep_lines)
     lorem, curly, sentences = _c4_lines(text)
     scores: dict[str, float | int] = {
-        "n_chars": len(text), "n_words": len(words), "n_tokens": len(tokens), "n_lines": len(lines),
+        "n_chars": len(text),
+        "n_words": len(words),
+        "n_tokens": len(tokens),
+        "n_lines": len(lines),
         "mean_word_length": sum(map(len, words)) / len(words) if words else math.nan,
         "hash_ratio": text.count("#") / n_tokens,
         "ellipsis_ratio": sum(text.count(e) for e in ELLIPSES) / n_tokens,
@@ -117,13 +120,17 @@ def score_document(text: str) -> dict[str, float | int]:
         "ellipsis_lines_ratio": sum(line.rstrip().endswith(ELLIPSES) for line in all_lines) / len(all_lines),
         "alpha_words_ratio": sum(any(c.isalpha() for c in t) for t in tokens) / n_tokens,
         "stop_words": len(STOP_WORDS.intersection(tokens)),
-        "dup_para_ratio": dup_paras / len(paragraphs), "dup_para_char_ratio": dup_para_chars / chars,
-        "dup_line_ratio": dup_lines / len(rep_lines), "dup_line_char_ratio": dup_line_chars / chars,
+        "dup_para_ratio": dup_paras / len(paragraphs),
+        "dup_para_char_ratio": dup_para_chars / chars,
+        "dup_line_ratio": dup_lines / len(rep_lines),
+        "dup_line_char_ratio": dup_line_chars / chars,
         "line_punct_ratio": sum(line.endswith(TERMINAL) for line in lines) / len(lines),
         "short_line_ratio": sum(len(line) <= SHORT_LINE for line in lines) / len(lines),
         "char_dup_ratio": _duplicates(lines)[1] / (len(text.replace("\n", "")) or 1),
         "newline_ratio": text.count("\n") / n_tokens,
-        "c4_lorem_lines": lorem, "c4_curly_lines": curly, "c4_sentences": sentences,
+        "c4_lorem_lines": lorem,
+        "c4_curly_lines": curly,
+        "c4_sentences": sentences,
     }
     for n in (2, 3, 4):
         scores[f"top_{n}gram_ratio"] = _top_ngram_chars(tokens, n) / chars

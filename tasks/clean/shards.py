@@ -33,21 +33,24 @@ from tasks.shards import Shard, worker_id
 log = logging.getLogger("draftflow.clean")
 GLOBAL_STEPS = ("exact_dedup", "near_dedup")  # they need every earlier document: one ordered pass
 PER_DOCUMENT_STEPS = STEPS[: -len(GLOBAL_STEPS)]  # normalize, language, quality, pii: shardable
-if STEPS[-len(GLOBAL_STEPS):] != GLOBAL_STEPS:
+if STEPS[-len(GLOBAL_STEPS) :] != GLOBAL_STEPS:
     raise ImportError(f"clean's steps {STEPS} no longer end with {GLOBAL_STEPS}: update tasks/clean/shards.py")
 
 _RAW_FIELDS = RAW_SCHEMA.names
 # A shard's output row: the raw row (its text is what a rejected row keeps), the cleaned text and
 # scores of a document that passed, or the reason it was rejected.
-SHARD_SCHEMA = pa.schema([
-    *RAW_SCHEMA,
-    pa.field("clean_text", pa.large_string()),
-    pa.field("language", pa.string()),
-    *[pa.field(name, pa.int64()) for name in INT_SCORES],
-    *[pa.field(name, pa.float64()) for name in FLOAT_SCORES],  # float64: the exact Python value
-    pa.field("reason", pa.string()),
-    pa.field("detail", pa.string()),
-], metadata={"draftflow.dataset": "clean-shard"})
+SHARD_SCHEMA = pa.schema(
+    [
+        *RAW_SCHEMA,
+        pa.field("clean_text", pa.large_string()),
+        pa.field("language", pa.string()),
+        *[pa.field(name, pa.int64()) for name in INT_SCORES],
+        *[pa.field(name, pa.float64()) for name in FLOAT_SCORES],  # float64: the exact Python value
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+    ],
+    metadata={"draftflow.dataset": "clean-shard"},
+)
 
 
 class CleanShardResult(BaseModel):
@@ -78,23 +81,38 @@ def clean_shard(shard: Shard, params: CleanParams) -> CleanShardResult:
         out.commit({"stage": "clean-shard", "shard": shard.index, "steps": steps})
         rows = out.rows_written
     seconds = time.perf_counter() - started
-    log.info("clean %s: %d passed the per-document steps, %d rejected (%.1f s on %s)", shard.label, kept,
-             rows - kept, seconds, worker_id())
-    return CleanShardResult(index=shard.index, output=shard.output, rows=rows, kept=kept, seconds=seconds,
-                            worker=worker_id(), steps=steps)
+    log.info(
+        "clean %s: %d passed the per-document steps, %d rejected (%.1f s on %s)",
+        shard.label,
+        kept,
+        rows - kept,
+        seconds,
+        worker_id(),
+    )
+    return CleanShardResult(
+        index=shard.index, output=shard.output, rows=rows, kept=kept, seconds=seconds, worker=worker_id(), steps=steps
+    )
 
 
 def _shard_row(row: dict[str, Any], doc: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
     if verdict is not None:
         return {**row, "reason": verdict[0], "detail": verdict[1]}
     scores = with_score_types(dict(doc["scores"]))  # the types the clean dataset stores
-    return {**row, **{k: scores[k] for k in (*INT_SCORES, *FLOAT_SCORES)}, "clean_text": doc["text"],
-            "language": doc["language"]}
+    return {
+        **row,
+        **{k: scores[k] for k in (*INT_SCORES, *FLOAT_SCORES)},
+        "clean_text": doc["text"],
+        "language": doc["language"],
+    }
 
 
 def _stats_dict(stats: StepStats) -> dict[str, Any]:
-    return {"documents": stats.documents, "bytes": stats.bytes, "seconds": stats.seconds,
-            "dropped": dict(stats.dropped)}
+    return {
+        "documents": stats.documents,
+        "bytes": stats.bytes,
+        "seconds": stats.seconds,
+        "dropped": dict(stats.dropped),
+    }
 
 
 def _add_stats(stats: StepStats, counted: dict[str, Any]) -> None:
@@ -111,12 +129,18 @@ def committed_clean(raw: DatasetRef, settings: Settings, params: CleanParams) ->
     rejected = read_manifest(settings.rejected_dir(STAGE)) or {}
     if manifest.get("fingerprint") != fp or rejected.get("fingerprint") != f"{fp}-rejected":
         return None
-    return DatasetRef(path=str(settings.clean_dir), fingerprint=fp, rows=manifest["rows"],
-                      stats=manifest["stats"], report=manifest["steps"])
+    return DatasetRef(
+        path=str(settings.clean_dir),
+        fingerprint=fp,
+        rows=manifest["rows"],
+        stats=manifest["stats"],
+        report=manifest["steps"],
+    )
 
 
-def merge_clean_shards(raw: DatasetRef, shards: list[CleanShardResult], settings: Settings,
-                       params: CleanParams) -> DatasetRef:
+def merge_clean_shards(
+    raw: DatasetRef, shards: list[CleanShardResult], settings: Settings, params: CleanParams
+) -> DatasetRef:
     """Dedup over the shard outputs in corpus order; commit `corpus/clean` and `corpus/rejected/clean`."""
     cleaner = Cleaner(params)
     for shard in shards:

@@ -31,8 +31,11 @@ def clean_corpus(raw: DatasetRef, settings: Settings, params: CleanParams | None
     params = params or CleanParams()
     require_dataset(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
     cleaner = Cleaner(params)
-    outcomes = ((row, *cleaner.run(row)) for batch in iter_batches(settings.raw_dir, batch_size=512)
-                for row in batch.to_pylist())
+    outcomes = (
+        (row, *cleaner.run(row))
+        for batch in iter_batches(settings.raw_dir, batch_size=512)
+        for row in batch.to_pylist()
+    )
     return write_clean_outputs(raw, settings, params, cleaner, outcomes)
 
 
@@ -41,15 +44,18 @@ def clean_fingerprint(raw: DatasetRef, params: CleanParams) -> str:
     return fingerprint(raw.fingerprint, params.model_dump(), CODE_VERSION)
 
 
-def write_clean_outputs(raw: DatasetRef, settings: Settings, params: CleanParams, cleaner: Cleaner,
-                        outcomes: Iterable[Outcome]) -> DatasetRef:
+def write_clean_outputs(
+    raw: DatasetRef, settings: Settings, params: CleanParams, cleaner: Cleaner, outcomes: Iterable[Outcome]
+) -> DatasetRef:
     """Write each (raw row, kept row or None, rejection verdict) to corpus/clean or corpus/rejected,
     then commit both with the counts and the step table. Shared by the in-process and the sharded
     clean (tasks/clean/shards.py), so their outputs cannot drift apart."""
     reasons: Counter[str] = Counter()
     pii: Counter[str] = Counter()  # replacements in the documents kept
-    with DatasetWriter(settings.clean_dir, CLEAN_SCHEMA) as clean, \
-            DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected:
+    with (
+        DatasetWriter(settings.clean_dir, CLEAN_SCHEMA) as clean,
+        DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected,
+    ):
         for row, kept, verdict in outcomes:
             if kept is not None:
                 clean.write_row(with_score_types(kept))
@@ -58,18 +64,29 @@ def write_clean_outputs(raw: DatasetRef, settings: Settings, params: CleanParams
                 assert verdict is not None
                 reasons[verdict[0]] += 1
                 rejected.write_row({**row, "stage": STAGE, "reason": verdict[0], "detail": verdict[1]})
-        stats = {"input": raw.rows, "kept": clean.rows_written, "rejected": rejected.rows_written,
-                 **{f"rejected_{r}": n for r, n in sorted(reasons.items())},
-                 **{f"pii_{k}": n for k, n in sorted(pii.items()) if n}}
+        stats = {
+            "input": raw.rows,
+            "kept": clean.rows_written,
+            "rejected": rejected.rows_written,
+            **{f"rejected_{r}": n for r, n in sorted(reasons.items())},
+            **{f"pii_{k}": n for k, n in sorted(pii.items()) if n},
+        }
         report = cleaner.report()
         if clean.rows_written == 0:
             rejected.commit({"stage": STAGE, "stats": stats, "steps": report})
             raise DraftflowError(
                 f"no documents left after cleaning: all {raw.rows} were rejected "
-                f"({_reason_text(reasons)}); see corpus/rejected/clean or relax the thresholds")
+                f"({_reason_text(reasons)}); see corpus/rejected/clean or relax the thresholds"
+            )
         fp = clean_fingerprint(raw, params)
-        manifest = {"stage": STAGE, "fingerprint": fp, "input": raw.fingerprint, "params": params.model_dump(),
-                    "stats": stats, "steps": report}
+        manifest = {
+            "stage": STAGE,
+            "fingerprint": fp,
+            "input": raw.fingerprint,
+            "params": params.model_dump(),
+            "stats": stats,
+            "steps": report,
+        }
         rejected.commit({**manifest, "fingerprint": fp + "-rejected"})
         clean.commit(manifest)
     log.info("clean: kept %d of %d documents; rejected %s", stats["kept"], raw.rows, _reason_text(reasons))

@@ -51,9 +51,15 @@ def _ftfy(text: str) -> str:
     import ftfy
 
     # datatrove's conservative settings: fix encoding mistakes, leave quotes, HTML and layout alone
-    config = ftfy.TextFixerConfig(unescape_html=False, fix_latin_ligatures=False, fix_character_width=False,
-                                  uncurl_quotes=False, fix_line_breaks=False, normalization=None,
-                                  explain=False)
+    config = ftfy.TextFixerConfig(
+        unescape_html=False,
+        fix_latin_ligatures=False,
+        fix_character_width=False,
+        uncurl_quotes=False,
+        fix_line_breaks=False,
+        normalization=None,
+        explain=False,
+    )
     return ftfy.fix_text(text, config=config)
 
 
@@ -82,8 +88,7 @@ class Cleaner:
             return None, verdict
         return {**row, "text": doc["text"], "language": doc["language"], **doc["scores"]}, None
 
-    def run_steps(self, row: dict[str, Any], doc: dict[str, Any],
-                  steps: Iterable[str]) -> Verdict | None:
+    def run_steps(self, row: dict[str, Any], doc: dict[str, Any], steps: Iterable[str]) -> Verdict | None:
         """Some of the steps, in order, on one document (the sharded clean runs them in two parts),
         counted per step; the first rejection's (reason, detail), or None."""
         for name in steps:
@@ -132,7 +137,14 @@ class Cleaner:
 
     def report(self) -> list[dict[str, Any]]:
         """One row per step: what a Prefect table artifact and the run summary show."""
-        return [{"step": name, "documents": s.documents, "megabytes": round(s.bytes / 1e6, 3),
-                 "seconds": round(s.seconds, 3), "dropped": sum(s.dropped.values()),
-                 "reasons": ", ".join(f"{r} {n}" for r, n in s.dropped.most_common())}
-                for name, s in self.steps.items()]
+        return [
+            {
+                "step": name,
+                "documents": s.documents,
+                "megabytes": round(s.bytes / 1e6, 3),
+                "seconds": round(s.seconds, 3),
+                "dropped": sum(s.dropped.values()),
+                "reasons": ", ".join(f"{r} {n}" for r, n in s.dropped.most_common()),
+            }
+            for name, s in self.steps.items()
+        ]

@@ -36,11 +36,13 @@ class GenerationParams(Params):
     repetition_penalty: float = Field(1.0, ge=1, le=5, description="> 1 discourages repeating tokens.")
     stop: list[str] = Field(default_factory=list, description="Stop strings: generation ends there, trimmed.")
     template: str = Field("{text}", description="Model input built from the prompt: {text} and {category}.")
-    batch_size: int | None = Field(None, ge=1, le=1024,
-                                   description="Prompts per batch; empty = 32 on CPU, 128 on a GPU.")
+    batch_size: int | None = Field(
+        None, ge=1, le=1024, description="Prompts per batch; empty = 32 on CPU, 128 on a GPU."
+    )
     seed: int = Field(1234, description="Run seed; each draft's seed derives from it, the prompt and the sample.")
 
     def settings_for(self, prompt: PromptRow) -> SampleSettings:
-        values = {k: getattr(self, k) for k in OVERRIDABLE} | {k: v for k, v in prompt.params.items()
-                                                                if k in OVERRIDABLE}
+        values = {k: getattr(self, k) for k in OVERRIDABLE} | {
+            k: v for k, v in prompt.params.items() if k in OVERRIDABLE
+        }
         return SampleSettings(**values)

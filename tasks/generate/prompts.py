@@ -54,8 +54,7 @@ def _line_prompts(content: str, source: str) -> list[PromptRow]:
     for line in content.splitlines():
         text = line.strip()
         if text and not text.startswith("#"):
-            rows.append(PromptRow(key=_key(source, text_hash(text)[:8], text), text=text,
-                                  category=None, source=source))
+            rows.append(PromptRow(key=_key(source, text_hash(text)[:8], text), text=text, category=None, source=source))
     return rows
 
 
@@ -84,8 +83,13 @@ def _structured_prompt(file: Path, where: str, obj: Any, default_id: int, source
     if isinstance(params.get("stop"), str):
         params["stop"] = [params["stop"]]
     params = _checked_overrides(file, where, params)
-    return PromptRow(key=_key(source, prompt_id, text), text=text.strip(),
-                     category=str(category) if category is not None else None, source=source, params=params)
+    return PromptRow(
+        key=_key(source, prompt_id, text),
+        text=text.strip(),
+        category=str(category) if category is not None else None,
+        source=source,
+        params=params,
+    )
 
 
 def _checked_overrides(file: Path, where: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +128,7 @@ def prompts_from_table(db: Database, category: str | None = None) -> list[Prompt
         query = select(Prompt).order_by(Prompt.id)
         if category:
             query = query.where(Prompt.category == category)
-        rows = [PromptRow(key=p.key, text=p.text, category=p.category, source=p.source)
-                for p in session.scalars(query)]
+        rows = [PromptRow(key=p.key, text=p.text, category=p.category, source=p.source) for p in session.scalars(query)]
     if not rows:
         raise DraftflowError("the prompts table is empty" + (f" for category '{category}'" if category else ""))
     return rows

@@ -75,8 +75,13 @@ def _draw_nucleus(probs: torch.Tensor, top_p: float, generators: list[torch.Gene
         picks[pending] = _draw(probs[pending], [generators[i] for i in pending.tolist()])
 
 
-def _next_tokens(logits: torch.Tensor, requests: list[Request], outputs: list[list[int]],
-                 generators: list[torch.Generator], eos_id: int) -> list[int]:
+def _next_tokens(
+    logits: torch.Tensor,
+    requests: list[Request],
+    outputs: list[list[int]],
+    generators: list[torch.Generator],
+    eos_id: int,
+) -> list[int]:
     """One token per row. Filtering is vectorized over rows with equal settings (the usual case);
     only the draw is per row, with that draft's own generator."""
     logits = logits.float().clone()
@@ -102,8 +107,11 @@ def _next_tokens(logits: torch.Tensor, requests: list[Request], outputs: list[li
                 picks = ids.gather(1, _draw(probs, row_generators)[:, None])[:, 0].tolist()
             else:
                 probs = torch.softmax(block / settings.temperature, dim=-1)
-                picks = (_draw_nucleus(probs, settings.top_p, row_generators) if settings.top_p < 1.0
-                         else _draw(probs, row_generators)).tolist()
+                picks = (
+                    _draw_nucleus(probs, settings.top_p, row_generators)
+                    if settings.top_p < 1.0
+                    else _draw(probs, row_generators)
+                ).tolist()
         for row, token in zip(rows, picks, strict=True):
             tokens[row] = token
     return tokens
@@ -125,33 +133,34 @@ def _cache_of(output: Any) -> Any:
 
 
 @torch.no_grad()
-def decode_batch(model: Any, requests: list[Request], pad_id: int, eos_id: int, device: torch.device,
-                 decode: Any = None) -> list[Output]:
+def decode_batch(
+    model: Any, requests: list[Request], pad_id: int, eos_id: int, device: torch.device, decode: Any = None
+) -> list[Output]:
     """Generate for a batch of prompts; `decode(ids) -> str` is needed only for stop strings."""
     width = max(len(r.prompt_ids) for r in requests)
     ids = torch.tensor([[pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests], device=device)
-    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests],
-                        device=device)
+    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     generators = [torch.Generator().manual_seed(r.seed) for r in requests]
     outputs: list[list[int]] = [[] for _ in requests]
     stopped: list[str] = [""] * len(requests)
     active = list(range(len(requests)))  # rows of the original batch still generating
     cache_arg = _cache_argument(model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                **_last_logits_only(model))
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **_last_logits_only(model))
     cache, logits = _cache_of(out), out.logits[:, -1, :]
     next_pos = positions[:, -1] + 1
     while active:
-        chosen = _next_tokens(logits, [requests[i] for i in active], [outputs[i] for i in active],
-                              [generators[i] for i in active], eos_id)
+        chosen = _next_tokens(
+            logits, [requests[i] for i in active], [outputs[i] for i in active], [generators[i] for i in active], eos_id
+        )
         for original, token in zip(active, chosen, strict=True):
             r = requests[original]
             outputs[original].append(token)
             if token == eos_id:
                 stopped[original] = "eos"
-            elif r.settings.stop and decode is not None and any(s in decode(outputs[original])
-                                                                 for s in r.settings.stop):
+            elif (
+                r.settings.stop and decode is not None and any(s in decode(outputs[original]) for s in r.settings.stop)
+            ):
                 stopped[original] = "stop_string"
             elif len(outputs[original]) >= r.settings.max_new_tokens:
                 stopped[original] = "max_new_tokens"
@@ -165,8 +174,13 @@ def decode_batch(model: Any, requests: list[Request], pad_id: int, eos_id: int, 
             chosen = [chosen[row] for row in keep]
             active = [active[row] for row in keep]
         mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
-        out = model(input_ids=torch.tensor(chosen, device=device)[:, None], attention_mask=mask,
-                    position_ids=next_pos[:, None], use_cache=True, **{cache_arg: cache})
+        out = model(
+            input_ids=torch.tensor(chosen, device=device)[:, None],
+            attention_mask=mask,
+            position_ids=next_pos[:, None],
+            use_cache=True,
+            **{cache_arg: cache},
+        )
         cache, logits = _cache_of(out), out.logits[:, -1, :]
         next_pos = next_pos + 1
     return [Output(ids, stop) for ids, stop in zip(outputs, stopped, strict=True)]

@@ -61,8 +61,15 @@ def render_input(template: str, prompt: PromptRow) -> str:
     return template.format(text=prompt.text, category=prompt.category or "text")
 
 
-def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: GenerationParams,
-                    db: Database, run_id: str, progress: Progress = no_progress, model: Any = None) -> GenerateResult:
+def generate_drafts(
+    model_ref: ModelRef,
+    prompts: Sequence[PromptRow],
+    params: GenerationParams,
+    db: Database,
+    run_id: str,
+    progress: Progress = no_progress,
+    model: Any = None,
+) -> GenerateResult:
     """Generate every missing (prompt, sample) draft for `run_id` and store it as `generated`.
 
     `model` may be the version's model already loaded (a caller generating several runs); by
@@ -75,9 +82,17 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     context = context_length(config)
     ids = upsert_prompts(db, prompts)
     done = existing_samples(db, run_id)
-    jobs = [_Job(p, ids[p.key], s, encode_prompt(tokenizer, params.template, p,
-                                                 params.settings_for(p).max_new_tokens, context))
-            for s in range(params.samples_per_prompt) for p in prompts if (ids[p.key], s) not in done]
+    jobs = [
+        _Job(
+            p,
+            ids[p.key],
+            s,
+            encode_prompt(tokenizer, params.template, p, params.settings_for(p).max_new_tokens, context),
+        )
+        for s in range(params.samples_per_prompt)
+        for p in prompts
+        if (ids[p.key], s) not in done
+    ]
     skipped = len(prompts) * params.samples_per_prompt - len(jobs)
     # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
     jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
@@ -87,7 +102,7 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
     samples: list[dict[str, Any]] = []
     batch_size = params.batch_size or (128 if device.type == "cuda" else 32)
     for start in range(0, len(jobs), batch_size):
-        batch = jobs[start:start + batch_size]
+        batch = jobs[start : start + batch_size]
         rows, tokens = _generate_batch(model, tokenizer, batch, params, device, run_id, model_ref.version_id)
         new_drafts += insert_drafts(db, rows)
         new_tokens += tokens
@@ -95,20 +110,48 @@ def generate_drafts(model_ref: ModelRef, prompts: Sequence[PromptRow], params: G
             samples.append({"prompt": batch[0].prompt.text[:60], "draft": rows[0]["current_text"][:160]})
         progress(start + len(batch), len(jobs), f"{new_drafts} drafts")
     seconds = time.perf_counter() - started
-    result = GenerateResult(run_id=run_id, model_version=model_ref.name, prompts=len(prompts),
-                            drafts_new=new_drafts, drafts_skipped=skipped, new_tokens=new_tokens,
-                            seconds=seconds, samples=samples[:8])
-    log.info("generated %d drafts (%d already there) with %s: %d new tokens, %.0f tokens/s",
-             new_drafts, skipped, model_ref.name, new_tokens, result.tokens_per_second)
+    result = GenerateResult(
+        run_id=run_id,
+        model_version=model_ref.name,
+        prompts=len(prompts),
+        drafts_new=new_drafts,
+        drafts_skipped=skipped,
+        new_tokens=new_tokens,
+        seconds=seconds,
+        samples=samples[:8],
+    )
+    log.info(
+        "generated %d drafts (%d already there) with %s: %d new tokens, %.0f tokens/s",
+        new_drafts,
+        skipped,
+        model_ref.name,
+        new_tokens,
+        result.tokens_per_second,
+    )
     return result
 
 
-def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: GenerationParams, device: Any,
-                    run_id: str, model_version_id: int) -> tuple[list[dict[str, Any]], int]:
-    requests = [Request(j.input_ids, params.settings_for(j.prompt),
-                        draft_seed(params.seed, j.prompt.key, j.sample_index)) for j in batch]
-    outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
-                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+def _generate_batch(
+    model: Any,
+    tokenizer: Any,
+    batch: list[_Job],
+    params: GenerationParams,
+    device: Any,
+    run_id: str,
+    model_version_id: int,
+) -> tuple[list[dict[str, Any]], int]:
+    requests = [
+        Request(j.input_ids, params.settings_for(j.prompt), draft_seed(params.seed, j.prompt.key, j.sample_index))
+        for j in batch
+    ]
+    outputs = decode_batch(
+        model,
+        requests,
+        pad_id(tokenizer),
+        tokenizer.eos_token_id,
+        device,
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+    )
     # The batch is part of the record: on a GPU, batched matmuls round differently from single
     # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
     batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
@@ -118,25 +161,38 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[_Job], params: Gener
         total += len(out.ids)
         text = draft_text(tokenizer, job.prompt.text, out, request.settings.stop)
         settings = request.settings
-        rows.append({"run_id": run_id, "model_version_id": model_version_id, "prompt_id": job.prompt_id,
-                     "category": job.prompt.category, "sample_index": job.sample_index,
-                     "original_text": text, "current_text": text,
-                     "params": {k: getattr(settings, k) for k in OVERRIDABLE} | {
-                         "template": params.template, "batch": {"id": batch_id, "position": position}},
-                     "seed": request.seed,
-                     "scores": {"new_tokens": len(new), "prompt_tokens": len(job.input_ids),
-                                "stopped": out.stopped, "stopped_at_eos": out.stopped == "eos"}})
+        rows.append(
+            {
+                "run_id": run_id,
+                "model_version_id": model_version_id,
+                "prompt_id": job.prompt_id,
+                "category": job.prompt.category,
+                "sample_index": job.sample_index,
+                "original_text": text,
+                "current_text": text,
+                "params": {k: getattr(settings, k) for k in OVERRIDABLE}
+                | {"template": params.template, "batch": {"id": batch_id, "position": position}},
+                "seed": request.seed,
+                "scores": {
+                    "new_tokens": len(new),
+                    "prompt_tokens": len(job.input_ids),
+                    "stopped": out.stopped,
+                    "stopped_at_eos": out.stopped == "eos",
+                },
+            }
+        )
     return rows, total
 
 
-def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int,
-                  context: int | None) -> list[int]:
+def encode_prompt(
+    tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int, context: int | None
+) -> list[int]:
     """Model input ids: a document start, then the templated prompt's tail that fits the context
     (the whole prompt when the model does not say how long its context is)."""
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     ids = tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"]
     if context is not None:
-        ids = ids[-max(1, context - max_new_tokens - 1):]
+        ids = ids[-max(1, context - max_new_tokens - 1) :]
     return [start_id, *ids]
 
 
@@ -167,12 +223,25 @@ def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
     for member, prompt in members:
         settings = SampleSettings(**{k: v for k, v in member.params.items() if k in OVERRIDABLE})
         row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
-        requests.append(Request(encode_prompt(tokenizer, member.params.get("template", "{text}"), row,
-                                              settings.max_new_tokens, context), settings, member.seed))
+        requests.append(
+            Request(
+                encode_prompt(
+                    tokenizer, member.params.get("template", "{text}"), row, settings.max_new_tokens, context
+                ),
+                settings,
+                member.seed,
+            )
+        )
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
-    outputs = decode_batch(model, requests, pad_id(tokenizer), tokenizer.eos_token_id, device,
-                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    outputs = decode_batch(
+        model,
+        requests,
+        pad_id(tokenizer),
+        tokenizer.eos_token_id,
+        device,
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+    )
     index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
     return draft_text(tokenizer, members[index][1].text, outputs[index], requests[index].settings.stop)
 

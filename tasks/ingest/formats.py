@@ -19,15 +19,17 @@ _MD_HEADING = re.compile(r"^#{1,6}\s+\S")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
 
 
-def text_record(source: str, file: str, uri: str, text: str, title: str | None = None,
-                meta: dict[str, Any] | None = None) -> SourceRecord:
+def text_record(
+    source: str, file: str, uri: str, text: str, title: str | None = None, meta: dict[str, Any] | None = None
+) -> SourceRecord:
     if not text.strip():
         return SourceRecord(source, file, uri, None, title=title, meta=meta or {}, reason="empty", detail="no text")
     return SourceRecord(source, file, uri, text, title=title, meta=meta or {})
 
 
-def parse_text(source: str, file: str, text: str, kind: str, split: str, separator: str,
-               default_title: str) -> Iterator[SourceRecord]:
+def parse_text(
+    source: str, file: str, text: str, kind: str, split: str, separator: str, default_title: str
+) -> Iterator[SourceRecord]:
     """Plain text, Markdown or reStructuredText: one document, or one per section / separator."""
     if split == "separator" and separator:
         parts: list[tuple[str | None, str]] = [(None, part) for part in text.split(separator)]
@@ -40,8 +42,14 @@ def parse_text(source: str, file: str, text: str, kind: str, split: str, separat
     for number, (heading, part) in enumerate(parts):
         title = heading or _title_of(part, kind) or default_title
         uri = file if single else f"{file}#section{number}"
-        yield text_record(source, file, uri, part.strip("\n") if not single else part, title=title,
-                          meta={} if single else {"section": number})
+        yield text_record(
+            source,
+            file,
+            uri,
+            part.strip("\n") if not single else part,
+            title=title,
+            meta={} if single else {"section": number},
+        )
 
 
 def _title_of(text: str, kind: str) -> str | None:
@@ -49,8 +57,13 @@ def _title_of(text: str, kind: str) -> str | None:
     for i, line in enumerate(lines):
         if kind == ".md" and _MD_HEADING.match(line):
             return line.lstrip("#").strip()
-        if kind == ".rst" and i + 1 < len(lines) and line.strip() and _RST_UNDERLINE.match(lines[i + 1]) \
-                and len(lines[i + 1].strip()) >= len(line.strip()):
+        if (
+            kind == ".rst"
+            and i + 1 < len(lines)
+            and line.strip()
+            and _RST_UNDERLINE.match(lines[i + 1])
+            and len(lines[i + 1].strip()) >= len(line.strip())
+        ):
             return line.strip()
     return None
 
@@ -78,8 +91,7 @@ def parse_html(source: str, file: str, html: str) -> Iterator[SourceRecord]:
     import trafilatura
 
     try:
-        doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False,
-                                          include_tables=True)
+        doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False, include_tables=True)
     except Exception as exc:  # lxml raises many types for broken markup
         yield SourceRecord(source, file, file, None, reason="bad_html", detail=f"{type(exc).__name__}: {exc}")
         return
@@ -87,8 +99,7 @@ def parse_html(source: str, file: str, html: str) -> Iterator[SourceRecord]:
     if not text or not text.strip():
         yield SourceRecord(source, file, file, None, reason="no_main_text", detail="no main text found in the HTML")
         return
-    meta = {k: v for k in ("author", "date", "sitename", "url")
-            if (v := getattr(doc, k, None))}
+    meta = {k: v for k in ("author", "date", "sitename", "url") if (v := getattr(doc, k, None))}
     yield text_record(source, file, file, text, title=getattr(doc, "title", None), meta=meta)
 
 
@@ -114,8 +125,9 @@ def parse_json(source: str, file: str, content: str, text_field: str) -> Iterato
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
-        yield SourceRecord(source, file, file, None, reason="bad_json",
-                           detail=f"line {exc.lineno} column {exc.colno}: {exc.msg}")
+        yield SourceRecord(
+            source, file, file, None, reason="bad_json", detail=f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+        )
         return
     items = data if isinstance(data, list) else [data]
     if not items:
@@ -127,8 +139,9 @@ def parse_json(source: str, file: str, content: str, text_field: str) -> Iterato
 
 def _object_record(source: str, file: str, uri: str, obj: Any, text_field: str, where: str) -> SourceRecord:
     if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
-        return SourceRecord(source, file, uri, None, reason="missing_field",
-                            detail=f"{where}: no string field '{text_field}'")
+        return SourceRecord(
+            source, file, uri, None, reason="missing_field", detail=f"{where}: no string field '{text_field}'"
+        )
     meta = {k: v for k, v in obj.items() if k not in (text_field, "title")}
     title = obj.get("title") if isinstance(obj.get("title"), str) else None
     return text_record(source, file, uri, obj[text_field], title=title, meta=meta)
@@ -146,8 +159,14 @@ def parse_csv(source: str, file: str, stream: io.TextIOBase, text_field: str) ->
         yield SourceRecord(source, file, file, None, reason="empty", detail="no CSV header")
         return
     if text_field not in header:
-        yield SourceRecord(source, file, file, None, reason="missing_column",
-                           detail=f"no column '{text_field}' (columns: {', '.join(header)})")
+        yield SourceRecord(
+            source,
+            file,
+            file,
+            None,
+            reason="missing_column",
+            detail=f"no column '{text_field}' (columns: {', '.join(header)})",
+        )
         return
     row_number = 0
     while True:
@@ -156,16 +175,28 @@ def parse_csv(source: str, file: str, stream: io.TextIOBase, text_field: str) ->
         except StopIteration:
             return
         except csv.Error as exc:
-            yield SourceRecord(source, file, f"{file}#row{row_number}", None, reason="bad_csv",
-                               detail=f"row {row_number} (near line {reader.line_num}): {exc}")
+            yield SourceRecord(
+                source,
+                file,
+                f"{file}#row{row_number}",
+                None,
+                reason="bad_csv",
+                detail=f"row {row_number} (near line {reader.line_num}): {exc}",
+            )
             row_number += 1
             continue
         uri = f"{file}#row{row_number}"
         row_number += 1
         text = row.get(text_field)
         if None in row or any(v is None for v in row.values()) or text is None:
-            yield SourceRecord(source, file, uri, None, reason="bad_csv",
-                               detail=f"line {reader.line_num}: {len(row)} fields do not match the header")
+            yield SourceRecord(
+                source,
+                file,
+                uri,
+                None,
+                reason="bad_csv",
+                detail=f"line {reader.line_num}: {len(row)} fields do not match the header",
+            )
             continue
         meta = {k: v for k, v in row.items() if k not in (text_field, "title")}
         yield text_record(source, file, uri, text, title=row.get("title") or None, meta=meta)
@@ -182,8 +213,14 @@ def parse_parquet(source: str, file: str, handle: Any, text_field: str) -> Itera
         return
     names = parquet.schema_arrow.names
     if text_field not in names:
-        yield SourceRecord(source, file, file, None, reason="missing_column",
-                           detail=f"no column '{text_field}' (columns: {', '.join(names)})")
+        yield SourceRecord(
+            source,
+            file,
+            file,
+            None,
+            reason="missing_column",
+            detail=f"no column '{text_field}' (columns: {', '.join(names)})",
+        )
         return
     columns = [text_field] + (["title"] if "title" in names and text_field != "title" else [])
     row = 0

@@ -13,6 +13,9 @@ class IngestOptions(Params):
     text_field: str = Field("text", description="Field (JSON/JSONL) or column (CSV/Parquet) holding the text.")
     include: list[str] = Field(default_factory=list, description="Globs a file in a folder must match (any).")
     exclude: list[str] = Field(default_factory=list, description="Globs that skip a file in a folder.")
-    split: str = Field("none", pattern="^(none|headings|separator)$",
-                       description="Split .txt/.md/.rst files into documents: none, headings or separator.")
+    split: str = Field(
+        "none",
+        pattern="^(none|headings|separator)$",
+        description="Split .txt/.md/.rst files into documents: none, headings or separator.",
+    )
     separator: str = Field("\n---\n", description="The separator when split = separator.")

@@ -46,8 +46,10 @@ class SourceSpec:
             name, raw_path = "", spec
         path = Path(raw_path).expanduser()
         if not path.exists():
-            raise DraftflowError(f"corpus path '{raw_path}' does not exist "
-                                 f"(give a file, a folder, or one of: {', '.join(sorted(BUILTIN_SOURCES))})")
+            raise DraftflowError(
+                f"corpus path '{raw_path}' does not exist "
+                f"(give a file, a folder, or one of: {', '.join(sorted(BUILTIN_SOURCES))})"
+            )
         resolved = path.resolve()
         stem = resolved.name.split(".")[0] if resolved.is_file() else resolved.name
         return cls(name=name or stem or "corpus", path=resolved)
@@ -95,8 +97,9 @@ def iter_units(spec: SourceSpec, options: IngestOptions) -> Iterator[Unit]:
 
 
 def _selected(rel: str, options: IngestOptions) -> bool:
-    if options.include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g)
-                                   for g in options.include):
+    if options.include and not any(
+        fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g) for g in options.include
+    ):
         return False
     return not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(Path(rel).name, g) for g in options.exclude)
 
@@ -118,15 +121,22 @@ def read_file(source: str, path: Path, options: IngestOptions) -> Iterator[Sourc
     kind, compressed = format_of(path)
     if kind not in SUPPORTED_SUFFIXES:
         shown = kind or path.name
-        yield SourceRecord(source, file, file, None, reason="unsupported_type",
-                           detail=f"'{shown}' is not one of {sorted(SUPPORTED_SUFFIXES)} (optionally .gz)")
+        yield SourceRecord(
+            source,
+            file,
+            file,
+            None,
+            reason="unsupported_type",
+            detail=f"'{shown}' is not one of {sorted(SUPPORTED_SUFFIXES)} (optionally .gz)",
+        )
         return
     try:
         if kind == ".parquet":
             with _open_binary(path, compressed) as handle:
                 data = handle.read() if compressed else None
-            yield from formats.parse_parquet(source, file, io.BytesIO(data) if data is not None else path,
-                                             options.text_field)
+            yield from formats.parse_parquet(
+                source, file, io.BytesIO(data) if data is not None else path, options.text_field
+            )
         elif kind in (".jsonl", ".csv"):
             yield from _read_streamed(source, file, path, compressed, kind, options)
         else:
@@ -138,8 +148,9 @@ def read_file(source: str, path: Path, options: IngestOptions) -> Iterator[Sourc
             elif kind == ".json":
                 yield from formats.parse_json(source, file, text, options.text_field)
             else:
-                yield from formats.parse_text(source, file, text, kind, options.split, options.separator,
-                                              default_title=path.name.split(".")[0])
+                yield from formats.parse_text(
+                    source, file, text, kind, options.split, options.separator, default_title=path.name.split(".")[0]
+                )
     except PermissionError as exc:
         yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))
 
@@ -164,15 +175,17 @@ def _read_text(path: Path, compressed: bool) -> tuple[str | None, tuple[str, str
         return None, ("not_utf8", f"byte {exc.start}: {exc.reason}")
 
 
-def _read_streamed(source: str, file: str, path: Path, compressed: bool, kind: str,
-                   options: IngestOptions) -> Iterator[SourceRecord]:
+def _read_streamed(
+    source: str, file: str, path: Path, compressed: bool, kind: str, options: IngestOptions
+) -> Iterator[SourceRecord]:
     """JSONL and CSV line by line, so a large file never sits in memory whole."""
     try:
         with _open_binary(path, compressed) as raw:
             head = raw.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if hasattr(raw, "peek") else b""
             if b"\x00" in head:
-                yield SourceRecord(source, file, file, None, reason="binary",
-                                   detail="NUL bytes in the first 8 KiB: not a text file")
+                yield SourceRecord(
+                    source, file, file, None, reason="binary", detail="NUL bytes in the first 8 KiB: not a text file"
+                )
                 return
             stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="" if kind == ".csv" else None)
             if kind == ".csv":
@@ -180,10 +193,22 @@ def _read_streamed(source: str, file: str, path: Path, compressed: bool, kind: s
             else:
                 yield from formats.parse_jsonl(source, file, stream, options.text_field)
     except UnicodeDecodeError as exc:
-        yield SourceRecord(source, file, file, None, reason="not_utf8",
-                           detail=f"byte {exc.start} of a chunk: {exc.reason}; records before it were kept")
+        yield SourceRecord(
+            source,
+            file,
+            file,
+            None,
+            reason="not_utf8",
+            detail=f"byte {exc.start} of a chunk: {exc.reason}; records before it were kept",
+        )
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        yield SourceRecord(source, file, file, None, reason="bad_gzip",
-                           detail=f"truncated or corrupt gzip: {exc}; records before it were kept")
+        yield SourceRecord(
+            source,
+            file,
+            file,
+            None,
+            reason="bad_gzip",
+            detail=f"truncated or corrupt gzip: {exc}; records before it were kept",
+        )
     except OSError as exc:
         yield SourceRecord(source, file, file, None, reason="unreadable", detail=exc.strerror or str(exc))

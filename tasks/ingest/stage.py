@@ -67,8 +67,10 @@ def ingest_corpus(sources: Sequence[str], settings: Settings, options: IngestOpt
     tally = _Tally()
     plan = _plan(specs, options, previous, tally)
     carried = [file for file, (_, status) in plan.items() if status == "unchanged"]
-    with DatasetWriter(settings.raw_dir, RAW_SCHEMA) as raw, \
-            DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected:
+    with (
+        DatasetWriter(settings.raw_dir, RAW_SCHEMA) as raw,
+        DatasetWriter(settings.rejected_dir(STAGE), REJECTED_SCHEMA) as rejected,
+    ):
         _carry_over(settings.raw_dir, raw, carried)
         tally.reasons.update(_carry_over(settings.rejected_dir(STAGE), rejected, carried))
         for unit, status in plan.values():
@@ -77,14 +79,26 @@ def ingest_corpus(sources: Sequence[str], settings: Settings, options: IngestOpt
         tally.index.update({row["file"]: row for row in _carried_index(settings, carried)})
         stats = _stats(raw.rows_written, rejected.rows_written, tally)
         fp = fingerprint(sorted((r["file"], r["hash"]) for r in tally.index.values()), CODE_VERSION)
-        manifest = {"stage": STAGE, "fingerprint": fp, "sources": [s.name for s in specs],
-                    "options": options.model_dump(), "created_at": now.isoformat(), "stats": stats}
+        manifest = {
+            "stage": STAGE,
+            "fingerprint": fp,
+            "sources": [s.name for s in specs],
+            "options": options.model_dump(),
+            "created_at": now.isoformat(),
+            "stats": stats,
+        }
         raw.write_sidecar(FILE_INDEX, pa.Table.from_pylist(list(tally.index.values()), schema=FILE_INDEX_SCHEMA))
         rejected.commit({**manifest, "fingerprint": f"{fp}-rejected"})
         raw.commit(manifest)
-    log.info("ingest: %d documents, %d rejected; files new %d, changed %d, unchanged %d, removed %d",
-             stats["documents"], stats["rejected"], stats["files_new"], stats["files_changed"],
-             stats["files_unchanged"], stats["files_removed"])
+    log.info(
+        "ingest: %d documents, %d rejected; files new %d, changed %d, unchanged %d, removed %d",
+        stats["documents"],
+        stats["rejected"],
+        stats["files_new"],
+        stats["files_changed"],
+        stats["files_unchanged"],
+        stats["files_removed"],
+    )
     return DatasetRef(path=str(settings.raw_dir), fingerprint=fp, rows=stats["documents"], stats=stats)
 
 
@@ -95,8 +109,9 @@ def _previous_hashes(settings: Settings) -> dict[str, str]:
     return dict(zip(table.column("file").to_pylist(), table.column("hash").to_pylist(), strict=True))
 
 
-def _plan(specs: Sequence[SourceSpec], options: IngestOptions, previous: dict[str, str],
-          tally: _Tally) -> dict[str, tuple[Unit, str]]:
+def _plan(
+    specs: Sequence[SourceSpec], options: IngestOptions, previous: dict[str, str], tally: _Tally
+) -> dict[str, tuple[Unit, str]]:
     """Hash every unit and decide: new, changed or unchanged (and count the removed)."""
     plan: dict[str, tuple[Unit, str]] = {}
     for spec in specs:
@@ -107,13 +122,21 @@ def _plan(specs: Sequence[SourceSpec], options: IngestOptions, previous: dict[st
                 digest = fingerprint(unit.content_hash(), CODE_VERSION)
             except OSError:
                 digest = ""  # unreadable: read() reports it, and it is retried next run
-            status = "new" if unit.file not in previous else (
-                "unchanged" if digest and previous[unit.file] == digest else "changed")
+            status = (
+                "new"
+                if unit.file not in previous
+                else ("unchanged" if digest and previous[unit.file] == digest else "changed")
+            )
             plan[unit.file] = (unit, status)
             tally.files[status] += 1
             if status != "unchanged":
-                tally.index[unit.file] = {"file": unit.file, "source": unit.source, "hash": digest,
-                                          "documents": 0, "rejected": 0}
+                tally.index[unit.file] = {
+                    "file": unit.file,
+                    "source": unit.source,
+                    "hash": digest,
+                    "documents": 0,
+                    "rejected": 0,
+                }
     tally.files["removed"] = len(set(previous) - set(plan))
     return plan
 
@@ -159,21 +182,41 @@ def _read_unit(unit: Unit, raw: DatasetWriter, rejected: DatasetWriter, now: dat
 
 def _stats(documents: int, rejected: int, tally: _Tally) -> dict[str, int]:
     """Counts over the whole snapshot (carried rows included), so they always add up."""
-    return {"documents": documents, "rejected": rejected, "seen": documents + rejected,
-            "documents_read": tally.documents_read,
-            **{f"files_{k}": tally.files.get(k, 0) for k in ("new", "changed", "unchanged", "removed")},
-            **{f"rejected_{reason}": n for reason, n in sorted(tally.reasons.items())}}
+    return {
+        "documents": documents,
+        "rejected": rejected,
+        "seen": documents + rejected,
+        "documents_read": tally.documents_read,
+        **{f"files_{k}": tally.files.get(k, 0) for k in ("new", "changed", "unchanged", "removed")},
+        **{f"rejected_{reason}": n for reason, n in sorted(tally.reasons.items())},
+    }
 
 
 def _raw_row(record: SourceRecord, now: datetime) -> dict[str, object]:
     assert record.text is not None
-    return {"doc_id": doc_id_for(record.text), "source": record.source, "file": record.file, "uri": record.uri,
-            "title": record.title, "text": record.text, "meta": json.dumps(record.meta, default=str),
-            "ingested_at": now}
+    return {
+        "doc_id": doc_id_for(record.text),
+        "source": record.source,
+        "file": record.file,
+        "uri": record.uri,
+        "title": record.title,
+        "text": record.text,
+        "meta": json.dumps(record.meta, default=str),
+        "ingested_at": now,
+    }
 
 
 def _rejected_row(record: SourceRecord, now: datetime) -> dict[str, object]:
-    return {"doc_id": doc_id_for(record.text) if record.text else None, "source": record.source,
-            "file": record.file, "uri": record.uri, "title": record.title, "text": record.text,
-            "meta": json.dumps(record.meta, default=str), "ingested_at": now, "stage": STAGE,
-            "reason": record.reason, "detail": record.detail}
+    return {
+        "doc_id": doc_id_for(record.text) if record.text else None,
+        "source": record.source,
+        "file": record.file,
+        "uri": record.uri,
+        "title": record.title,
+        "text": record.text,
+        "meta": json.dumps(record.meta, default=str),
+        "ingested_at": now,
+        "stage": STAGE,
+        "reason": record.reason,
+        "detail": record.detail,
+    }

@@ -18,8 +18,17 @@ from tasks.ingest.records import SourceRecord
 from tasks.ingest.sources import Unit
 
 # Test suites, the IDE and bundled wheels are code about Python, not documentation of it.
-_SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__",
-              "lib2to3", "turtledemo", "ensurepip"}
+_SKIP_DIRS = {
+    "test",
+    "tests",
+    "idlelib",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "lib2to3",
+    "turtledemo",
+    "ensurepip",
+}
 
 
 def stdlib_root() -> Path:
@@ -30,8 +39,7 @@ def iter_stdlib_units(source: str = "python-stdlib-docs") -> Iterator[Unit]:
     """One unit per public stdlib `.py` file; `pydoc_data/topics.py` yields the reference topics."""
     root = stdlib_root()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames
-                             if d not in _SKIP_DIRS and not d.startswith((".", "config-")))
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith((".", "config-")))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             module = _public_module_name(root, path)
@@ -51,8 +59,9 @@ def _topic_records(source: str, path: Path) -> Iterator[SourceRecord]:
     from pydoc_data.topics import topics
 
     for topic in sorted(topics):
-        yield SourceRecord(source, path.as_posix(), f"pydoc_data.topics:{topic}", topics[topic], title=topic,
-                           meta={"kind": "topic"})
+        yield SourceRecord(
+            source, path.as_posix(), f"pydoc_data.topics:{topic}", topics[topic], title=topic, meta={"kind": "topic"}
+        )
 
 
 def _public_module_name(root: Path, path: Path) -> str | None:
@@ -73,8 +82,9 @@ def _docstring_records(source: str, root: Path, path: Path, module: str) -> Iter
         return
     doc = ast.get_docstring(tree)
     if doc:
-        yield SourceRecord(source, file, f"{source}:{rel}", doc, title=module,
-                           meta={"kind": "module", "module": module})
+        yield SourceRecord(
+            source, file, f"{source}:{rel}", doc, title=module, meta={"kind": "module", "module": module}
+        )
     yield from _walk_definitions(source, file, rel, module, tree)
 
 
@@ -88,7 +98,13 @@ def _walk_definitions(source: str, file: str, rel: str, prefix: str, node: ast.A
         doc = ast.get_docstring(child)
         kind = "class" if isinstance(child, ast.ClassDef) else "function"
         if doc:
-            yield SourceRecord(source, file, f"{source}:{rel}::{name}", doc, title=name,
-                               meta={"kind": kind, "module": prefix.split(".")[0]})
+            yield SourceRecord(
+                source,
+                file,
+                f"{source}:{rel}::{name}",
+                doc,
+                title=name,
+                meta={"kind": kind, "module": prefix.split(".")[0]},
+            )
         if isinstance(child, ast.ClassDef):
             yield from _walk_definitions(source, file, rel, name, child)

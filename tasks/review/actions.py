@@ -25,13 +25,24 @@ REVIEWABLE = (DraftStatus.PENDING.value, DraftStatus.IN_REVIEW.value, DraftStatu
 MAX_COMMENT = 5000
 
 
-def claim(db: Database, editor: str, category: str | None = None, queue: str = DraftStatus.PENDING.value,
-          skipped: Sequence[int] = ()) -> Draft | None:
+def claim(
+    db: Database,
+    editor: str,
+    category: str | None = None,
+    queue: str = DraftStatus.PENDING.value,
+    skipped: Sequence[int] = (),
+) -> Draft | None:
     """The editor's next draft (see storage.queue.claim); `skipped` are drafts they just passed on."""
     reviews = desk_setting(db, "required_reviews")
-    return claim_draft(db, _editor(editor), category=category, queue=queue,
-                       lease_minutes=desk_setting(db, "lease_minutes"), exclude_approved_by_editor=reviews > 1,
-                       exclude_ids=skipped)
+    return claim_draft(
+        db,
+        _editor(editor),
+        category=category,
+        queue=queue,
+        lease_minutes=desk_setting(db, "lease_minutes"),
+        exclude_approved_by_editor=reviews > 1,
+        exclude_ids=skipped,
+    )
 
 
 def approve(db: Database, draft_id: int, editor: str, note: str | None = None) -> Draft:
@@ -41,17 +52,37 @@ def approve(db: Database, draft_id: int, editor: str, note: str | None = None) -
     required = desk_setting(db, "required_reviews")
     with db.session() as session:
         draft = session.get(Draft, draft_id)
-        already = draft is not None and required > 1 and session.scalar(select(ReviewEvent.id).where(
-            ReviewEvent.draft_id == draft_id, ReviewEvent.actor == editor, ReviewEvent.action == "approve",
-            ReviewEvent.at >= _last_text_change(session, draft_id)).limit(1)) is not None
+        already = (
+            draft is not None
+            and required > 1
+            and session.scalar(
+                select(ReviewEvent.id)
+                .where(
+                    ReviewEvent.draft_id == draft_id,
+                    ReviewEvent.actor == editor,
+                    ReviewEvent.action == "approve",
+                    ReviewEvent.at >= _last_text_change(session, draft_id),
+                )
+                .limit(1)
+            )
+            is not None
+        )
     if already:
         raise ConflictError(f"{editor} has approved draft {draft_id} already: it needs another editor's review")
     approvals = (draft.approvals if draft is not None else 0) + 1
     done = approvals >= required
     target = DraftStatus.APPROVED.value if done else DraftStatus.PENDING.value
-    return transition(db, draft_id, action="approve", actor=editor, allowed_from=REVIEWABLE, to_status=target,
-                      note=note if done else _join(f"approval {approvals} of {required}", note),
-                      changes={"approvals": approvals}, release_claim=True)
+    return transition(
+        db,
+        draft_id,
+        action="approve",
+        actor=editor,
+        allowed_from=REVIEWABLE,
+        to_status=target,
+        note=note if done else _join(f"approval {approvals} of {required}", note),
+        changes={"approvals": approvals},
+        release_claim=True,
+    )
 
 
 def reject(db: Database, draft_id: int, editor: str, reason: str, note: str | None = None) -> Draft:
@@ -59,12 +90,21 @@ def reject(db: Database, draft_id: int, editor: str, reason: str, note: str | No
     if not reason or not reason.strip():
         raise DraftflowError("a rejection needs a reason (--reason CODE; `draftflow review reasons` lists them)")
     code = check_rejection_reason(db, reason.strip().lower().replace("-", "_").replace(" ", "_"))
-    return transition(db, draft_id, action="reject", actor=_editor(editor), allowed_from=REVIEWABLE,
-                      to_status=DraftStatus.REJECTED.value, note=_join(code, note), release_claim=True)
+    return transition(
+        db,
+        draft_id,
+        action="reject",
+        actor=_editor(editor),
+        allowed_from=REVIEWABLE,
+        to_status=DraftStatus.REJECTED.value,
+        note=_join(code, note),
+        release_claim=True,
+    )
 
 
-def edit(db: Database, draft_id: int, editor: str, text: str, note: str | None = None,
-         expected_version: int | None = None) -> Draft:
+def edit(
+    db: Database, draft_id: int, editor: str, text: str, note: str | None = None, expected_version: int | None = None
+) -> Draft:
     """Save an editor's text as a new revision; the model's `original_text` is never touched.
 
     `expected_version` is the version the editor started from: a save over a newer version is
@@ -73,11 +113,27 @@ def edit(db: Database, draft_id: int, editor: str, text: str, note: str | None =
     editor = _editor(editor)
     if not text.strip():
         raise DraftflowError("the edited text is empty: to discard a draft, reject it")
-    draft = transition(db, draft_id, action="edit", actor=editor, allowed_from=REVIEWABLE, new_text=text,
-                       note=note, expected_version=expected_version, changes={"approvals": 0})
+    draft = transition(
+        db,
+        draft_id,
+        action="edit",
+        actor=editor,
+        allowed_from=REVIEWABLE,
+        new_text=text,
+        note=note,
+        expected_version=expected_version,
+        changes={"approvals": 0},
+    )
     with db.transaction() as session:
-        session.add(DraftRevision(draft_id=draft_id, version=draft.version, text=text, editor=editor,
-                                  based_on=expected_version if expected_version is not None else draft.version - 1))
+        session.add(
+            DraftRevision(
+                draft_id=draft_id,
+                version=draft.version,
+                text=text,
+                editor=editor,
+                based_on=expected_version if expected_version is not None else draft.version - 1,
+            )
+        )
     return draft
 
 
@@ -103,13 +159,42 @@ def history(db: Database, draft_id: int) -> list[dict[str, Any]]:
         comments = list(session.scalars(select(Comment).where(Comment.draft_id == draft_id)))
         revisions = list(session.scalars(select(DraftRevision).where(DraftRevision.draft_id == draft_id)))
     items: list[dict[str, Any]] = [
-        {"at": e.at, "kind": "event", "actor": e.actor, "action": e.action, "from": e.from_status,
-              "to": e.to_status, "note": e.note} for e in events]
-    items += [{"at": c.at, "kind": "comment", "actor": c.author, "action": "comment", "from": None, "to": None,
-               "note": c.body} for c in comments]
-    items += [{"at": r.at, "kind": "revision", "actor": r.editor, "action": f"revision {r.version}",
-               "from": None, "to": None, "note": f"based on version {r.based_on}", "text": r.text}
-              for r in revisions]
+        {
+            "at": e.at,
+            "kind": "event",
+            "actor": e.actor,
+            "action": e.action,
+            "from": e.from_status,
+            "to": e.to_status,
+            "note": e.note,
+        }
+        for e in events
+    ]
+    items += [
+        {
+            "at": c.at,
+            "kind": "comment",
+            "actor": c.author,
+            "action": "comment",
+            "from": None,
+            "to": None,
+            "note": c.body,
+        }
+        for c in comments
+    ]
+    items += [
+        {
+            "at": r.at,
+            "kind": "revision",
+            "actor": r.editor,
+            "action": f"revision {r.version}",
+            "from": None,
+            "to": None,
+            "note": f"based on version {r.based_on}",
+            "text": r.text,
+        }
+        for r in revisions
+    ]
     items.sort(key=lambda item: (_naive(item["at"]), item["kind"] != "event"))
     return [{**item, "at": item["at"].isoformat()} for item in items]
 
@@ -118,16 +203,24 @@ def revisions(db: Database, draft_id: int) -> list[dict[str, Any]]:
     """The draft's texts by version: 1 is the model's, then each saved edit."""
     draft, _, _ = get_draft(db, draft_id)
     with db.session() as session:
-        rows = list(session.scalars(select(DraftRevision).where(DraftRevision.draft_id == draft_id)
-                                    .order_by(DraftRevision.version)))
+        rows = list(
+            session.scalars(
+                select(DraftRevision).where(DraftRevision.draft_id == draft_id).order_by(DraftRevision.version)
+            )
+        )
     return [{"version": 1, "editor": "model", "text": draft.original_text, "at": draft.created_at.isoformat()}] + [
-        {"version": r.version, "editor": r.editor, "text": r.text, "at": r.at.isoformat()} for r in rows]
+        {"version": r.version, "editor": r.editor, "text": r.text, "at": r.at.isoformat()} for r in rows
+    ]
 
 
 def _last_text_change(session: Session, draft_id: int) -> datetime:
     """When the draft's text last changed (approvals count from there)."""
-    last = session.scalar(select(DraftRevision.at).where(DraftRevision.draft_id == draft_id)
-                          .order_by(DraftRevision.version.desc()).limit(1))
+    last = session.scalar(
+        select(DraftRevision.at)
+        .where(DraftRevision.draft_id == draft_id)
+        .order_by(DraftRevision.version.desc())
+        .limit(1)
+    )
     if last is not None:
         return last
     return session.execute(select(Draft.created_at).where(Draft.id == draft_id)).scalar_one()
@@ -147,24 +240,46 @@ def _editor(name: str) -> str:
     return name.strip()
 
 
-def draft_to_dict(draft: Draft, prompt: Prompt | None = None,
-                  events: list[ReviewEvent] | None = None) -> dict[str, Any]:
+def draft_to_dict(
+    draft: Draft, prompt: Prompt | None = None, events: list[ReviewEvent] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": draft.id, "status": draft.status, "run_id": draft.run_id,
-        "model_version_id": draft.model_version_id, "prompt_id": draft.prompt_id,
-        "sample_index": draft.sample_index, "version": draft.version, "seed": draft.seed,
-        "category": draft.category, "flags": [f for f in (draft.flags or "").split(",") if f],
-        "priority": draft.priority, "approvals": draft.approvals, "claimed_by": draft.claimed_by,
+        "id": draft.id,
+        "status": draft.status,
+        "run_id": draft.run_id,
+        "model_version_id": draft.model_version_id,
+        "prompt_id": draft.prompt_id,
+        "sample_index": draft.sample_index,
+        "version": draft.version,
+        "seed": draft.seed,
+        "category": draft.category,
+        "flags": [f for f in (draft.flags or "").split(",") if f],
+        "priority": draft.priority,
+        "approvals": draft.approvals,
+        "claimed_by": draft.claimed_by,
         "lease_expires_at": draft.lease_expires_at.isoformat() if draft.lease_expires_at else None,
-        "params": draft.params, "scores": draft.scores, "original_text": draft.original_text,
-        "current_text": draft.current_text, "edited": draft.current_text != draft.original_text,
-        "created_at": draft.created_at.isoformat(), "updated_at": draft.updated_at.isoformat(),
+        "params": draft.params,
+        "scores": draft.scores,
+        "original_text": draft.original_text,
+        "current_text": draft.current_text,
+        "edited": draft.current_text != draft.original_text,
+        "created_at": draft.created_at.isoformat(),
+        "updated_at": draft.updated_at.isoformat(),
     }
     if prompt is not None:
         out["prompt"] = {"id": prompt.id, "text": prompt.text, "category": prompt.category}
     if events is not None:
-        out["history"] = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-                           "from": e.from_status, "to": e.to_status, "note": e.note} for e in events]
+        out["history"] = [
+            {
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "from": e.from_status,
+                "to": e.to_status,
+                "note": e.note,
+            }
+            for e in events
+        ]
     return out
 
 
@@ -173,8 +288,9 @@ def show(db: Database, draft_id: int) -> dict[str, Any]:
     return draft_to_dict(draft, prompt, events)
 
 
-def listing(db: Database, status: str | None = None, run_id: str | None = None,
-            limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+def listing(
+    db: Database, status: str | None = None, run_id: str | None = None, limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
     if status and status not in {s.value for s in DraftStatus}:
         raise DraftflowError(f"unknown status '{status}' (one of: {', '.join(s.value for s in DraftStatus)})")
     return [draft_to_dict(d, p) for d, p in list_drafts(db, status, run_id, limit, offset)]

@@ -30,9 +30,12 @@ def words_of(text: str) -> list[str]:
 def _gram_hashes(words: list[str], n: int) -> np.ndarray:
     if len(words) < n:
         return np.empty(0, dtype=np.uint64)
-    grams = (" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1))
-    return np.fromiter((int.from_bytes(hashlib.blake2b(g, digest_size=8).digest(), "little") for g in grams),
-                       dtype=np.uint64, count=len(words) - n + 1)
+    grams = (" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1))
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(g, digest_size=8).digest(), "little") for g in grams),
+        dtype=np.uint64,
+        count=len(words) - n + 1,
+    )
 
 
 class NgramIndex:
@@ -108,7 +111,7 @@ def repetition(words: list[str], n: int = 3) -> float:
     """Share of the draft's n-grams that repeat an earlier one (a degenerate loop scores near 1)."""
     if len(words) < n + 1:
         return 0.0
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return round(1 - len(set(grams)) / len(grams), 4)
 
 
@@ -117,19 +120,27 @@ def check_draft(text: str, index: NgramIndex | None, params: CheckParams) -> tup
     words = words_of(text)
     _, pii = scrub_pii(text)
     lowered = text.lower()
-    scores: dict[str, Any] = {"n_words": len(words), "repetition": repetition(words),
-                              **{f"pii_{kind}": pii.get(kind, 0) for kind in ("email", "phone", "ip")},
-                              **(index.originality(text) if index is not None else {})}
+    scores: dict[str, Any] = {
+        "n_words": len(words),
+        "repetition": repetition(words),
+        **{f"pii_{kind}": pii.get(kind, 0) for kind in ("email", "phone", "ip")},
+        **(index.originality(text) if index is not None else {}),
+    }
     flags = []
-    if index is not None and (scores["longest_copied_words"] >= params.max_copied_span
-                              or scores["copied_13gram_share"] > params.max_copied_13gram_share):
+    if index is not None and (
+        scores["longest_copied_words"] >= params.max_copied_span
+        or scores["copied_13gram_share"] > params.max_copied_13gram_share
+    ):
         flags.append("copied")
     if scores["repetition"] > params.max_repetition:
         flags.append("repetitive")
     if params.flag_pii and any(pii.values()):
         flags.append("pii")
-    flags += [f"blocklist:{term}" for term in params.blocklist
-              if re.search(rf"(?<!\w){re.escape(term.lower())}(?!\w)", lowered)]
+    flags += [
+        f"blocklist:{term}"
+        for term in params.blocklist
+        if re.search(rf"(?<!\w){re.escape(term.lower())}(?!\w)", lowered)
+    ]
     if len(words) < params.min_words:
         flags.append("too_short")
     return scores, flags

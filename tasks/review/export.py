@@ -28,21 +28,43 @@ PAGE = 2000
 FORMATS = ("parquet", "jsonl")
 KINDS = ("drafts", "preferences")
 
-DRAFT_SCHEMA = pa.schema([
-    ("draft_id", pa.int64()), ("status", pa.string()), ("text", pa.string()), ("original_text", pa.string()),
-    ("edited", pa.bool_()), ("prompt", pa.string()), ("prompt_key", pa.string()), ("category", pa.string()),
-    ("run_id", pa.string()), ("model_version", pa.string()), ("seed", pa.int64()), ("params", pa.string()),
-    ("scores", pa.string()), ("decided_by", pa.string()), ("decided_at", pa.string()), ("decision_note", pa.string()),
-])
-PREFERENCE_SCHEMA = pa.schema([
-    ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), ("pair", pa.string()),
-    ("chosen_draft_id", pa.int64()), ("rejected_draft_id", pa.int64()), ("category", pa.string()),
-    ("model_version", pa.string()),
-])
+DRAFT_SCHEMA = pa.schema(
+    [
+        ("draft_id", pa.int64()),
+        ("status", pa.string()),
+        ("text", pa.string()),
+        ("original_text", pa.string()),
+        ("edited", pa.bool_()),
+        ("prompt", pa.string()),
+        ("prompt_key", pa.string()),
+        ("category", pa.string()),
+        ("run_id", pa.string()),
+        ("model_version", pa.string()),
+        ("seed", pa.int64()),
+        ("params", pa.string()),
+        ("scores", pa.string()),
+        ("decided_by", pa.string()),
+        ("decided_at", pa.string()),
+        ("decision_note", pa.string()),
+    ]
+)
+PREFERENCE_SCHEMA = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("pair", pa.string()),
+        ("chosen_draft_id", pa.int64()),
+        ("rejected_draft_id", pa.int64()),
+        ("category", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
 
 
-def export_drafts(db: Database, out: Path, fmt: str = "parquet", status: str = DraftStatus.APPROVED.value,
-                  kind: str = "drafts") -> int:
+def export_drafts(
+    db: Database, out: Path, fmt: str = "parquet", status: str = DraftStatus.APPROVED.value, kind: str = "drafts"
+) -> int:
     """Write the export to `out` (parent folders made); returns the number of rows written."""
     if fmt not in FORMATS:
         raise DraftflowError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
@@ -62,14 +84,24 @@ def export_drafts(db: Database, out: Path, fmt: str = "parquet", status: str = D
 def draft_records(db: Database, status: str = DraftStatus.APPROVED.value) -> Iterator[dict[str, Any]]:
     for draft, prompt, version in _pages(db, [Draft.status == status], order_by_prompt=False):
         decision = _last_decision(db, draft.id)
-        yield {"draft_id": draft.id, "status": draft.status, "text": draft.current_text,
-               "original_text": draft.original_text, "edited": draft.current_text != draft.original_text,
-               "prompt": prompt.text, "prompt_key": prompt.key, "category": prompt.category,
-               "run_id": draft.run_id, "model_version": version, "seed": draft.seed,
-               "params": json.dumps(draft.params, sort_keys=True), "scores": json.dumps(draft.scores, sort_keys=True),
-               "decided_by": decision.actor if decision else None,
-               "decided_at": decision.at.isoformat() if decision else None,
-               "decision_note": decision.note if decision else None}
+        yield {
+            "draft_id": draft.id,
+            "status": draft.status,
+            "text": draft.current_text,
+            "original_text": draft.original_text,
+            "edited": draft.current_text != draft.original_text,
+            "prompt": prompt.text,
+            "prompt_key": prompt.key,
+            "category": prompt.category,
+            "run_id": draft.run_id,
+            "model_version": version,
+            "seed": draft.seed,
+            "params": json.dumps(draft.params, sort_keys=True),
+            "scores": json.dumps(draft.scores, sort_keys=True),
+            "decided_by": decision.actor if decision else None,
+            "decided_at": decision.at.isoformat() if decision else None,
+            "decision_note": decision.note if decision else None,
+        }
 
 
 def preference_pairs(db: Database) -> Iterator[dict[str, Any]]:
@@ -93,19 +125,31 @@ def _pairs_of(group: list[tuple[Draft, Prompt, str]]) -> Iterator[dict[str, Any]
             yield _pair(p, d.current_text, r.original_text, "approved_vs_rejected", d.id, r.id, v)
 
 
-def _pair(prompt: Prompt, chosen: str, rejected: str, kind: str, chosen_id: int, rejected_id: int,
-          version: str) -> dict[str, Any]:
-    return {"prompt": prompt.text, "chosen": chosen, "rejected": rejected, "pair": kind,
-            "chosen_draft_id": chosen_id, "rejected_draft_id": rejected_id, "category": prompt.category,
-            "model_version": version}
+def _pair(
+    prompt: Prompt, chosen: str, rejected: str, kind: str, chosen_id: int, rejected_id: int, version: str
+) -> dict[str, Any]:
+    return {
+        "prompt": prompt.text,
+        "chosen": chosen,
+        "rejected": rejected,
+        "pair": kind,
+        "chosen_draft_id": chosen_id,
+        "rejected_draft_id": rejected_id,
+        "category": prompt.category,
+        "model_version": version,
+    }
 
 
 def _pages(db: Database, where: list[Any], order_by_prompt: bool) -> Iterator[tuple[Draft, Prompt, str]]:
     """Rows in keyset pages: by id, or by (prompt, id) so one prompt's drafts come together."""
     last: tuple[int, int] = (-1, -1)
     while True:
-        query = (select(Draft, Prompt, ModelVersion.name).join(Prompt, Prompt.id == Draft.prompt_id)
-                 .join(ModelVersion, ModelVersion.id == Draft.model_version_id).where(*where))
+        query = (
+            select(Draft, Prompt, ModelVersion.name)
+            .join(Prompt, Prompt.id == Draft.prompt_id)
+            .join(ModelVersion, ModelVersion.id == Draft.model_version_id)
+            .where(*where)
+        )
         if order_by_prompt:
             query = query.where((Draft.prompt_id > last[0]) | ((Draft.prompt_id == last[0]) & (Draft.id > last[1])))
             query = query.order_by(Draft.prompt_id, Draft.id)
@@ -121,9 +165,12 @@ def _pages(db: Database, where: list[Any], order_by_prompt: bool) -> Iterator[tu
 
 def _last_decision(db: Database, draft_id: int) -> ReviewEvent | None:
     with db.session() as session:
-        return session.scalar(select(ReviewEvent).where(
-            ReviewEvent.draft_id == draft_id, ReviewEvent.action.in_(["approve", "reject"]))
-            .order_by(ReviewEvent.id.desc()).limit(1))
+        return session.scalar(
+            select(ReviewEvent)
+            .where(ReviewEvent.draft_id == draft_id, ReviewEvent.action.in_(["approve", "reject"]))
+            .order_by(ReviewEvent.id.desc())
+            .limit(1)
+        )
 
 
 def _write_jsonl(rows: Iterator[dict[str, Any]], path: Path) -> int:

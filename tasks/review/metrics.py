@@ -29,14 +29,23 @@ def desk_metrics(db: Database, run_id: str | None = None, model_version_id: int 
     with db.session() as session:
         states = dict(session.execute(select(Draft.status, func.count()).where(*scope).group_by(Draft.status)).all())
         events = session.execute(
-            select(ReviewEvent.draft_id, ReviewEvent.actor, ReviewEvent.action, ReviewEvent.to_status,
-                   ReviewEvent.note, ReviewEvent.at)
-            .join(Draft, Draft.id == ReviewEvent.draft_id).where(*scope)
-            .order_by(ReviewEvent.draft_id, ReviewEvent.id)).all()
+            select(
+                ReviewEvent.draft_id,
+                ReviewEvent.actor,
+                ReviewEvent.action,
+                ReviewEvent.to_status,
+                ReviewEvent.note,
+                ReviewEvent.at,
+            )
+            .join(Draft, Draft.id == ReviewEvent.draft_id)
+            .where(*scope)
+            .order_by(ReviewEvent.draft_id, ReviewEvent.id)
+        ).all()
         decided = session.execute(
             select(Draft.id, Draft.run_id, ModelVersion.name, Draft.status, Draft.original_text, Draft.current_text)
             .join(ModelVersion, ModelVersion.id == Draft.model_version_id)
-            .where(*scope, Draft.status.in_([DraftStatus.APPROVED.value, DraftStatus.REJECTED.value]))).all()
+            .where(*scope, Draft.status.in_([DraftStatus.APPROVED.value, DraftStatus.REJECTED.value]))
+        ).all()
 
     per_editor: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: dict[str, list[float]] = defaultdict(list)
@@ -71,23 +80,39 @@ def desk_metrics(db: Database, run_id: str | None = None, model_version_id: int 
             distances.append(Levenshtein.distance(original, current))
 
     def summarize(kind: str, label: str) -> list[dict[str, Any]]:
-        return [{label: key, "approved": g["approved"], "rejected": g["rejected"],
-                 "approval_rate": rate(g["approved"], g["rejected"]),
-                 "mean_edit_distance": statistics.fmean(g["distances"]) if g["distances"] else None}
-                for key, g in sorted(groups[kind].items())]
+        return [
+            {
+                label: key,
+                "approved": g["approved"],
+                "rejected": g["rejected"],
+                "approval_rate": rate(g["approved"], g["rejected"]),
+                "mean_edit_distance": statistics.fmean(g["distances"]) if g["distances"] else None,
+            }
+            for key, g in sorted(groups[kind].items())
+        ]
 
     approved = states.get(DraftStatus.APPROVED.value, 0)
     rejected = states.get(DraftStatus.REJECTED.value, 0)
     return {
         "states": states,
-        "editors": [{"editor": name, "decisions": c["decisions"], "approved": c["approved"],
-                     "rejected": c["rejected"], "edited": c["edited"],
-                     "median_seconds": statistics.median(seconds[name]) if seconds[name] else None}
-                    for name, c in sorted(per_editor.items())],
+        "editors": [
+            {
+                "editor": name,
+                "decisions": c["decisions"],
+                "approved": c["approved"],
+                "rejected": c["rejected"],
+                "edited": c["edited"],
+                "median_seconds": statistics.median(seconds[name]) if seconds[name] else None,
+            }
+            for name, c in sorted(per_editor.items())
+        ],
         "approval_rate": rate(approved, rejected),
         "rejection_reasons": dict(reasons.most_common()),
-        "edit_distance": {"n": len(distances), "mean": statistics.fmean(distances) if distances else None,
-                          "median": statistics.median(distances) if distances else None},
+        "edit_distance": {
+            "n": len(distances),
+            "mean": statistics.fmean(distances) if distances else None,
+            "median": statistics.median(distances) if distances else None,
+        },
         "by_night": summarize("night", "run_id"),
         "by_model_version": summarize("model", "model_version"),
     }

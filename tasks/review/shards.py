@@ -54,8 +54,10 @@ def plan_ranges(db: Database, run_id: str, shards: int) -> list[DraftRange]:
     ids = draft_ids(db, run_id, DraftStatus.GENERATED.value)
     count = min(shards, len(ids))
     bounds = [(len(ids) * i // count, len(ids) * (i + 1) // count) for i in range(count)]
-    return [DraftRange(index=i, count=count, run_id=run_id, first=ids[lo], last=ids[hi - 1])
-            for i, (lo, hi) in enumerate(bounds)]
+    return [
+        DraftRange(index=i, count=count, run_id=run_id, first=ids[lo], last=ids[hi - 1])
+        for i, (lo, hi) in enumerate(bounds)
+    ]
 
 
 def build_index(settings: Settings, clean: DatasetRef | None) -> bool:
@@ -79,8 +81,9 @@ def check_range(part: DraftRange, settings: Settings, clean: DatasetRef | None, 
         reasons.update(flag.split(":")[0] for flag in flags)
     seconds = time.perf_counter() - started
     log.info("checked %s: %d queued, %d flagged (%.1f s on %s)", part.label, queued, flagged, seconds, worker_id())
-    return CheckedRange(index=part.index, queued=queued, flagged=flagged, flags=dict(reasons), seconds=seconds,
-                        worker=worker_id())
+    return CheckedRange(
+        index=part.index, queued=queued, flagged=flagged, flags=dict(reasons), seconds=seconds, worker=worker_id()
+    )
 
 
 def merge_ranges(run_id: str, settings: Settings, parts: list[CheckedRange]) -> QueueResult:
@@ -90,6 +93,12 @@ def merge_ranges(run_id: str, settings: Settings, parts: list[CheckedRange]) -> 
         reasons.update(part.flags)
     queued, flagged = sum(p.queued for p in parts), sum(p.flagged for p in parts)
     counts = status_counts(open_database(settings.database_url))
-    log.info("queued %d drafts of run %s (%d flagged: %s); queue now %s", queued, run_id, flagged,
-             dict(reasons) or "-", counts)
+    log.info(
+        "queued %d drafts of run %s (%d flagged: %s); queue now %s",
+        queued,
+        run_id,
+        flagged,
+        dict(reasons) or "-",
+        counts,
+    )
     return QueueResult(run_id=run_id, queued=queued, flagged=flagged, flags=dict(reasons), queue=counts)

@@ -29,8 +29,9 @@ class QueueResult(BaseModel):
     queue: dict[str, int]
 
 
-def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
-              params: CheckParams | None = None) -> QueueResult:
+def queue_run(
+    db: Database, run_id: str, index: NgramIndex | None = None, params: CheckParams | None = None
+) -> QueueResult:
     """Check each `generated` draft of a run; clean ones go to `pending`, risky ones to `flagged`."""
     params = params or CheckParams()
     queued = flagged = 0
@@ -41,8 +42,14 @@ def queue_run(db: Database, run_id: str, index: NgramIndex | None = None,
         flagged += bool(flags)
         reasons.update(flag.split(":")[0] for flag in flags)
     counts = status_counts(db)
-    log.info("queued %d drafts of run %s (%d flagged: %s); queue now %s", queued, run_id, flagged,
-             dict(reasons) or "-", counts)
+    log.info(
+        "queued %d drafts of run %s (%d flagged: %s); queue now %s",
+        queued,
+        run_id,
+        flagged,
+        dict(reasons) or "-",
+        counts,
+    )
     return QueueResult(run_id=run_id, queued=queued, flagged=flagged, flags=dict(reasons), queue=counts)
 
 
@@ -52,10 +59,17 @@ def queue_draft(db: Database, draft_id: int, index: NgramIndex | None, params: C
     draft, _, _ = get_draft(db, draft_id)
     scores, flags = check_draft(draft.original_text, index, params)
     target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
-    transition(db, draft_id, action="queue", actor=SYSTEM_ACTOR, allowed_from=[DraftStatus.GENERATED.value],
-               to_status=target.value, note=", ".join(flags) or None,
-               scores={**draft.scores, **scores, "flags": flags},
-               changes={"flags": ",".join(flags)[:200]})
+    transition(
+        db,
+        draft_id,
+        action="queue",
+        actor=SYSTEM_ACTOR,
+        allowed_from=[DraftStatus.GENERATED.value],
+        to_status=target.value,
+        note=", ".join(flags) or None,
+        scores={**draft.scores, **scores, "flags": flags},
+        changes={"flags": ",".join(flags)[:200]},
+    )
     return flags
 
 

@@ -19,15 +19,21 @@ log = logging.getLogger("draftflow.tokenize")
 EOS_TOKEN = "<|endoftext|>"
 
 
-def prepare_tokenizer(clean: DatasetRef, base: BaseModelSpec, settings: Settings,
-                      params: TokenizeParams) -> TokenizerRef:
+def prepare_tokenizer(
+    clean: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams
+) -> TokenizerRef:
     """The base model's own tokenizer, or a new byte-level BPE trained on the clean corpus."""
     if base.kind != "scratch":
         assert base.source is not None
         tokenizer = load_tokenizer(base.source)
         tok_id = tokenizer_id_of(tokenizer)
-        return TokenizerRef(path=base.source, tokenizer_id=tok_id, eos_id=tokenizer.eos_token_id,
-                            vocab_size=len(tokenizer), trained=False)
+        return TokenizerRef(
+            path=base.source,
+            tokenizer_id=tok_id,
+            eos_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            trained=False,
+        )
     return train_tokenizer(clean, settings, params)
 
 
@@ -40,12 +46,16 @@ def train_tokenizer(clean: DatasetRef, settings: Settings, params: TokenizeParam
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=params.vocab_size, min_frequency=params.min_frequency,
-        special_tokens=[EOS_TOKEN], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False)
+        vocab_size=params.vocab_size,
+        min_frequency=params.min_frequency,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(_texts(Path(clean.path)), trainer=trainer, length=clean.rows)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS_TOKEN,
-                                      bos_token=EOS_TOKEN, unk_token=EOS_TOKEN, pad_token=EOS_TOKEN)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, unk_token=EOS_TOKEN, pad_token=EOS_TOKEN
+    )
     # The id is taken from the tokenizer as saved and reloaded, the same way a model version's
     # tokenizer is identified later, so "same tokenizer" always means "same id".
     staging = settings.tokens_dir / f".tokenizer-{uuid.uuid4().hex[:8]}"
@@ -59,8 +69,9 @@ def train_tokenizer(clean: DatasetRef, settings: Settings, params: TokenizeParam
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(folder)
     log.info("trained a byte-level BPE tokenizer: %d tokens, id %s", len(loaded), tok_id)
-    return TokenizerRef(path=str(folder), tokenizer_id=tok_id, eos_id=loaded.eos_token_id,
-                        vocab_size=len(loaded), trained=True)
+    return TokenizerRef(
+        path=str(folder), tokenizer_id=tok_id, eos_id=loaded.eos_token_id, vocab_size=len(loaded), trained=True
+    )
 
 
 def _texts(clean_dir: Path) -> Iterator[str]:

@@ -31,7 +31,7 @@ class Packer:
             return
         flat = np.concatenate([self.tail, np.asarray(ids, dtype=self.dtype)])
         n_blocks = len(flat) // self.block_size
-        body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size:]
+        body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size :]
         if n_blocks:
             column = pa.FixedSizeListArray.from_arrays(pa.array(body), self.block_size)
             self.writer.write_table(pa.table({"input_ids": column}))
@@ -39,8 +39,7 @@ class Packer:
             self.tokens += len(body)
 
 
-def split_ids(batch: pa.RecordBatch, encodings: list[Any], eos_id: int,
-              val_fraction: float) -> dict[bool, list[int]]:
+def split_ids(batch: pa.RecordBatch, encodings: list[Any], eos_id: int, val_fraction: float) -> dict[bool, list[int]]:
     """A batch's token ids by split (True = validation, by document hash), each document + EOS."""
     ids: dict[bool, list[int]] = {False: [], True: []}
     for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):

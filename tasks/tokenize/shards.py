@@ -44,8 +44,10 @@ class EncodedShard(BaseModel):
 
 
 def _stream_schema(vocab_size: int) -> pa.Schema:
-    return pa.schema([pa.field("ids", pa.uint16() if vocab_size <= 2**16 else pa.uint32(), nullable=False)],
-                     metadata={"draftflow.dataset": "token-stream"})
+    return pa.schema(
+        [pa.field("ids", pa.uint16() if vocab_size <= 2**16 else pa.uint32(), nullable=False)],
+        metadata={"draftflow.dataset": "token-stream"},
+    )
 
 
 def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> EncodedShard:
@@ -62,8 +64,9 @@ def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> Enc
     out = {name: location(shard.output) / name for name in SPLITS}
     with DatasetWriter(out["train"], schema) as train_w, DatasetWriter(out["val"], schema) as val_w:
         writers = {False: train_w, True: val_w}
-        for batch in iter_row_range(shard.source, shard.start, shard.stop, columns=["doc_id", "text"],
-                                    batch_size=ENCODE_BATCH):
+        for batch in iter_row_range(
+            shard.source, shard.start, shard.stop, columns=["doc_id", "text"], batch_size=ENCODE_BATCH
+        ):
             encodings = encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
             ids = split_ids(batch, encodings, tok.eos_id, params.val_fraction)
             for split, writer in writers.items():
@@ -74,14 +77,23 @@ def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> Enc
         for writer in writers.values():
             writer.commit({"stage": "tokenize-shard", "shard": shard.index, "tokenizer_id": tok.tokenizer_id})
     seconds = time.perf_counter() - started
-    log.info("tokenize %s: %d documents -> %d train + %d val ids (%.1f s on %s)", shard.label, documents,
-             counts["train"], counts["val"], seconds, worker_id())
-    return EncodedShard(index=shard.index, output=shard.output, documents=documents, ids=counts, seconds=seconds,
-                        worker=worker_id())
+    log.info(
+        "tokenize %s: %d documents -> %d train + %d val ids (%.1f s on %s)",
+        shard.label,
+        documents,
+        counts["train"],
+        counts["val"],
+        seconds,
+        worker_id(),
+    )
+    return EncodedShard(
+        index=shard.index, output=shard.output, documents=documents, ids=counts, seconds=seconds, worker=worker_id()
+    )
 
 
-def pack_shards(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard], settings: Settings,
-                params: TokenizeParams) -> TokensRef:
+def pack_shards(
+    clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard], settings: Settings, params: TokenizeParams
+) -> TokensRef:
     """Concatenate the shard streams in corpus order, cut blocks, commit train/val as `tokenize_corpus` does."""
     started = time.perf_counter()
     out = settings.token_blocks_dir / tok.tokenizer_id
@@ -91,14 +103,21 @@ def pack_shards(clean: DatasetRef, tok: TokenizerRef, shards: list[EncodedShard]
     fp = tokens_fingerprint(clean, tok, params)
     ordered = sorted(shards, key=lambda s: s.index)
     with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
-        packers = {"train": Packer(train_w, params.block_size, dtype),
-                   "val": Packer(val_w, params.block_size, dtype)}
+        packers = {"train": Packer(train_w, params.block_size, dtype), "val": Packer(val_w, params.block_size, dtype)}
         for split, packer in packers.items():
             for shard in ordered:
                 for batch in iter_batches(location(shard.output) / split, batch_size=1 << 20):
                     packer.add_batch(batch.column(0).to_numpy())
-        ref = commit_blocks(clean, tok, params, settings, str(out), fp, meta, (train_w, packers["train"]),
-                            (val_w, packers["val"]))
-    log.info("packed %d tokens from %d shards into %d train + %d val blocks of %d (%.1f s)", ref.tokens,
-             len(shards), ref.train_blocks, ref.val_blocks, params.block_size, time.perf_counter() - started)
+        ref = commit_blocks(
+            clean, tok, params, settings, str(out), fp, meta, (train_w, packers["train"]), (val_w, packers["val"])
+        )
+    log.info(
+        "packed %d tokens from %d shards into %d train + %d val blocks of %d (%.1f s)",
+        ref.tokens,
+        len(shards),
+        ref.train_blocks,
+        ref.val_blocks,
+        params.block_size,
+        time.perf_counter() - started,
+    )
     return ref

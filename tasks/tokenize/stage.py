@@ -56,8 +56,7 @@ def _encoded_batches(backend: Any, clean_dir: Path) -> Iterator[tuple[pa.RecordB
             yield pending[0], pending[1].result()
 
 
-def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
-                    params: TokenizeParams) -> TokensRef:
+def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings, params: TokenizeParams) -> TokensRef:
     """Encode `corpus/clean` with `encode_batch`, pack blocks, write train/val token datasets."""
     require_dataset(Path(clean.path), "clean corpus", "run `draftflow clean` first")
     use_both_cores()
@@ -68,16 +67,21 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
     dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
     fp = tokens_fingerprint(clean, tok, params)
     with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
-        packers = {False: Packer(train_w, params.block_size, dtype),
-                   True: Packer(val_w, params.block_size, dtype)}
+        packers = {False: Packer(train_w, params.block_size, dtype), True: Packer(val_w, params.block_size, dtype)}
         for batch, encodings in _encoded_batches(backend, Path(clean.path)):
             ids = split_ids(batch, encodings, tok.eos_id, params.val_fraction)
             for split, packer in packers.items():
                 packer.add_batch(ids[split])
-        ref = commit_blocks(clean, tok, params, settings, str(out), fp, meta, (train_w, packers[False]),
-                            (val_w, packers[True]))
-    log.info("packed %d tokens into %d train + %d val blocks of %d", ref.tokens, ref.train_blocks,
-             ref.val_blocks, params.block_size)
+        ref = commit_blocks(
+            clean, tok, params, settings, str(out), fp, meta, (train_w, packers[False]), (val_w, packers[True])
+        )
+    log.info(
+        "packed %d tokens into %d train + %d val blocks of %d",
+        ref.tokens,
+        ref.train_blocks,
+        ref.val_blocks,
+        params.block_size,
+    )
     return ref
 
 
@@ -87,25 +91,46 @@ def tokens_fingerprint(clean: DatasetRef, tok: TokenizerRef, params: TokenizePar
 
 def tokens_meta(tok: TokenizerRef, params: TokenizeParams) -> dict[str, str]:
     """What a token dataset's schema metadata records: enough to train on it without the ref."""
-    return {"tokenizer_id": tok.tokenizer_id, "block_size": str(params.block_size),
-            "eos_id": str(tok.eos_id), "vocab_size": str(tok.vocab_size)}
+    return {
+        "tokenizer_id": tok.tokenizer_id,
+        "block_size": str(params.block_size),
+        "eos_id": str(tok.eos_id),
+        "vocab_size": str(tok.vocab_size),
+    }
 
 
-def commit_blocks(clean: DatasetRef, tok: TokenizerRef, params: TokenizeParams, settings: Settings, out: str,
-                  fp: str, meta: dict[str, str], train: tuple[Any, Any], val: tuple[Any, Any]) -> TokensRef:
+def commit_blocks(
+    clean: DatasetRef,
+    tok: TokenizerRef,
+    params: TokenizeParams,
+    settings: Settings,
+    out: str,
+    fp: str,
+    meta: dict[str, str],
+    train: tuple[Any, Any],
+    val: tuple[Any, Any],
+) -> TokensRef:
     """Commit the packed train and val blocks ((writer, packer) pairs) and point tokens/latest.json at
     them. Shared by the in-process and the sharded tokenize (tasks/tokenize/shards.py)."""
     (train_w, train_p), (val_w, val_p) = train, val
     if train_p.blocks == 0 or val_p.blocks == 0:
         raise DraftflowError(
             f"corpus too small for block size {params.block_size}: {train_p.blocks} training and "
-            f"{val_p.blocks} validation blocks; lower --block-size or add documents")
+            f"{val_p.blocks} validation blocks; lower --block-size or add documents"
+        )
     manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
     train_w.commit({**manifest, "split": "train"})
     val_w.commit({**manifest, "split": "val"})
-    ref = TokensRef(path=out, fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
-                    block_size=params.block_size, train_blocks=train_p.blocks, val_blocks=val_p.blocks,
-                    tokens=train_p.tokens + val_p.tokens)
+    ref = TokensRef(
+        path=out,
+        fingerprint=fp,
+        corpus_fingerprint=clean.fingerprint,
+        tokenizer=tok,
+        block_size=params.block_size,
+        train_blocks=train_p.blocks,
+        val_blocks=val_p.blocks,
+        tokens=train_p.tokens + val_p.tokens,
+    )
     (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
     return ref
 
@@ -118,23 +143,32 @@ def latest_tokens(settings: Settings) -> TokensRef:
     return TokensRef.model_validate_json(pointer.read_text())
 
 
-def committed_tokens(clean: DatasetRef, tok: TokenizerRef, settings: Settings,
-                     params: TokenizeParams) -> TokensRef | None:
+def committed_tokens(
+    clean: DatasetRef, tok: TokenizerRef, settings: Settings, params: TokenizeParams
+) -> TokensRef | None:
     """The token blocks already written when they are exactly what this run would write, else None."""
     out = settings.token_blocks_dir / tok.tokenizer_id
     fp = tokens_fingerprint(clean, tok, params)
     train, val = read_manifest(out / "train"), read_manifest(out / "val")
     if not train or not val or train.get("fingerprint") != fp or val.get("fingerprint") != fp:
         return None
-    ref = TokensRef(path=str(out), fingerprint=fp, corpus_fingerprint=clean.fingerprint, tokenizer=tok,
-                    block_size=params.block_size, train_blocks=train["rows"], val_blocks=val["rows"],
-                    tokens=(train["rows"] + val["rows"]) * params.block_size)
+    ref = TokensRef(
+        path=str(out),
+        fingerprint=fp,
+        corpus_fingerprint=clean.fingerprint,
+        tokenizer=tok,
+        block_size=params.block_size,
+        train_blocks=train["rows"],
+        val_blocks=val["rows"],
+        tokens=(train["rows"] + val["rows"]) * params.block_size,
+    )
     (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
     return ref
 
 
-def prepare_and_tokenize(clean: DatasetRef, base: BaseModelSpec, settings: Settings,
-                         params: TokenizeParams) -> TokensRef:
+def prepare_and_tokenize(
+    clean: DatasetRef, base: BaseModelSpec, settings: Settings, params: TokenizeParams
+) -> TokensRef:
     """The run's tokenizer, then the blocks: reused when exactly these are committed already (same
     corpus, tokenizer, parameters and code), encoded otherwise."""
     tok = prepare_tokenizer(clean, base, settings, params)

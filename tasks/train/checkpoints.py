@@ -52,8 +52,7 @@ class Checkpointer:
     def __init__(self, folder: Path, keep: int = 2, rank: int = 0) -> None:
         self.folder, self.keep, self.rank = Path(folder), max(1, keep), rank
 
-    def save(self, model: Any, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
-             state: LoopState) -> Path:
+    def save(self, model: Any, optimizer: torch.optim.Optimizer, sampler: torch.Generator, state: LoopState) -> Path:
         final = self.folder / f"step-{state.step:07d}"
         tmp = self.folder / f".step-{state.step:07d}.tmp"
         if self.rank == 0:

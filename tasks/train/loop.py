@@ -39,8 +39,7 @@ def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.A
     # Decay matrices only: biases and LayerNorm gains should not shrink towards zero.
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": params.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=params.learning_rate, betas=(0.9, 0.95))
 
 
@@ -55,16 +54,23 @@ def evaluate(model: Any, blocks: np.ndarray, params: TrainParams, device: torch.
     model.eval()
     losses = []
     for start in range(0, min(len(blocks), params.eval_batches * params.batch_size), params.batch_size):
-        x = torch.from_numpy(blocks[start:start + params.batch_size].astype(np.int64)).to(device)
+        x = torch.from_numpy(blocks[start : start + params.batch_size].astype(np.int64)).to(device)
         with autocast(device):
             losses.append(model(input_ids=x, labels=x).loss.item())
     model.train()
     return float(np.mean(losses))
 
 
-def train_loop(model: Any, train_blocks: np.ndarray, val_blocks: np.ndarray, params: TrainParams,
-               device: torch.device, checkpoints: Checkpointer | None = None, progress: Progress = no_progress,
-               rank: int = 0) -> tuple[LoopState, str]:
+def train_loop(
+    model: Any,
+    train_blocks: np.ndarray,
+    val_blocks: np.ndarray,
+    params: TrainParams,
+    device: torch.device,
+    checkpoints: Checkpointer | None = None,
+    progress: Progress = no_progress,
+    rank: int = 0,
+) -> tuple[LoopState, str]:
     """Train until a budget ends or early stopping; return the final state and what stopped it."""
     block_size = train_blocks.shape[1]
     accumulation = params.accumulation(block_size)
@@ -111,8 +117,14 @@ def train_loop(model: Any, train_blocks: np.ndarray, val_blocks: np.ndarray, par
             # .item() is a device sync point: only once per logging interval
             state.last_train_loss = window_loss.item() / window_steps
             elapsed = time.perf_counter() - window_start
-            log.info("step %d | loss %.4f | lr %.2e | %.0f tokens/s | %.0f ms/step", state.step,
-                     state.last_train_loss, lr, window_steps * tokens_per_step / elapsed, 1000 * elapsed / window_steps)
+            log.info(
+                "step %d | loss %.4f | lr %.2e | %.0f tokens/s | %.0f ms/step",
+                state.step,
+                state.last_train_loss,
+                lr,
+                window_steps * tokens_per_step / elapsed,
+                1000 * elapsed / window_steps,
+            )
             state.history.append({"step": state.step, "train_loss": state.last_train_loss, "lr": lr})
             window_loss, window_start, window_steps = torch.zeros((), device=device), time.perf_counter(), 0
             # When minutes, not steps, end the run, let the cosine reach its floor at the deadline.
@@ -131,8 +143,15 @@ def train_loop(model: Any, train_blocks: np.ndarray, val_blocks: np.ndarray, par
     return state, stopped
 
 
-def _evaluate_and_maybe_stop(model: Any, val_blocks: np.ndarray, params: TrainParams, device: torch.device,
-                             state: LoopState, checkpoints: Checkpointer | None, rank: int) -> str:
+def _evaluate_and_maybe_stop(
+    model: Any,
+    val_blocks: np.ndarray,
+    params: TrainParams,
+    device: torch.device,
+    state: LoopState,
+    checkpoints: Checkpointer | None,
+    rank: int,
+) -> str:
     val = evaluate(model, val_blocks, params, device)
     state.history.append({"step": state.step, "val_loss": val})
     log.info("step %d | val loss %.4f | perplexity %.1f", state.step, val, math.exp(min(val, 50)))
@@ -143,7 +162,11 @@ def _evaluate_and_maybe_stop(model: Any, val_blocks: np.ndarray, params: TrainPa
         return ""
     state.evals_without_improvement += 1
     if params.patience and state.evals_without_improvement >= params.patience:
-        log.info("early stopping: no improvement in %d evaluations (best %.4f at step %d)",
-                 state.evals_without_improvement, state.best_val, state.best_step)
+        log.info(
+            "early stopping: no improvement in %d evaluations (best %.4f at step %d)",
+            state.evals_without_improvement,
+            state.best_val,
+            state.best_step,
+        )
         return "early_stopping"
     return ""

@@ -17,7 +17,8 @@ class TrainParams(Params):
     n_head: int = Field(4, ge=1, le=64, description="Attention heads (scratch).")
     batch_size: int = Field(8, ge=1, le=1024, description="Blocks per micro-batch.")
     tokens_per_step: int | None = Field(
-        None, ge=1, description="Target tokens per optimizer step: gradient accumulation makes up the rest.")
+        None, ge=1, description="Target tokens per optimizer step: gradient accumulation makes up the rest."
+    )
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak learning rate.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine floor as a share of the peak.")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup steps.")
@@ -34,7 +35,8 @@ class TrainParams(Params):
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     compile: bool = Field(False, description="torch.compile the model (pays a warm-up; helps on GPU).")
     promotion_tolerance: float = Field(
-        0.02, ge=0, description="Promote a new version unless its perplexity is worse than the latest's by more.")
+        0.02, ge=0, description="Promote a new version unless its perplexity is worse than the latest's by more."
+    )
     seed: int = Field(1234, description="Seed for initialisation and batch sampling.")
 
     def accumulation(self, block_size: int) -> int:

@@ -13,8 +13,13 @@ from collections.abc import Callable
 from storage.registry import ModelInfo
 
 
-def decide_promotion(candidate_val_loss: float, tokenizer_id: str, latest: ModelInfo | None,
-                     evaluate_latest: Callable[[str], float], tolerance: float) -> tuple[bool, str]:
+def decide_promotion(
+    candidate_val_loss: float,
+    tokenizer_id: str,
+    latest: ModelInfo | None,
+    evaluate_latest: Callable[[str], float],
+    tolerance: float,
+) -> tuple[bool, str]:
     """(promote?, the reason in one line)."""
     if latest is None:
         return True, "first model version"
@@ -24,5 +29,7 @@ def decide_promotion(candidate_val_loss: float, tokenizer_id: str, latest: Model
     candidate = math.exp(min(candidate_val_loss, 50))
     limit = incumbent * (1 + tolerance)
     verdict = "promoted" if candidate <= limit else "kept but not promoted"
-    return candidate <= limit, (f"{verdict}: perplexity {candidate:.2f} vs {incumbent:.2f} for {latest.name} "
-                                f"on the same validation blocks (tolerance {tolerance:.0%})")
+    return candidate <= limit, (
+        f"{verdict}: perplexity {candidate:.2f} vs {incumbent:.2f} for {latest.name} "
+        f"on the same validation blocks (tolerance {tolerance:.0%})"
+    )

@@ -56,29 +56,45 @@ def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> 
         if params.n_embd % params.n_head:
             raise DraftflowError(f"n_embd {params.n_embd} is not divisible by n_head {params.n_head}")
         eos = tokens.tokenizer.eos_id
-        config = GPT2Config(vocab_size=tokens.tokenizer.vocab_size, n_positions=tokens.block_size,
-                            n_embd=params.n_embd, n_layer=params.n_layer, n_head=params.n_head,
-                            bos_token_id=eos, eos_token_id=eos)
+        config = GPT2Config(
+            vocab_size=tokens.tokenizer.vocab_size,
+            n_positions=tokens.block_size,
+            n_embd=params.n_embd,
+            n_layer=params.n_layer,
+            n_head=params.n_head,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
         torch.manual_seed(params.seed)
         return GPT2LMHeadModel(config)
     assert base.source is not None
     base_tok = tokenizer_id_of(load_tokenizer(base.source))
     if base_tok != tokens.tokenizer.tokenizer_id:
-        raise DraftflowError(f"the tokens were made with tokenizer {tokens.tokenizer.tokenizer_id}, but base model "
-                             f"'{base.label}' uses {base_tok}: run `draftflow tokenize` with the same --base-model")
+        raise DraftflowError(
+            f"the tokens were made with tokenizer {tokens.tokenizer.tokenizer_id}, but base model "
+            f"'{base.label}' uses {base_tok}: run `draftflow tokenize` with the same --base-model"
+        )
     model = load_causal_lm(base.source)
     max_positions = context_length(model.config)
     if max_positions and tokens.block_size > max_positions:
-        raise DraftflowError(f"block size {tokens.block_size} exceeds the base model's context of "
-                             f"{max_positions} tokens: re-tokenize with --block-size {max_positions}")
+        raise DraftflowError(
+            f"block size {tokens.block_size} exceeds the base model's context of "
+            f"{max_positions} tokens: re-tokenize with --block-size {max_positions}"
+        )
     if tokens.tokenizer.vocab_size > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(tokens.tokenizer.vocab_size)
     return model
 
 
-def train_model(tokens: TokensRef, base: BaseModelSpec, params: TrainParams, db: Database,
-                settings: Settings, run_id: str | None = None,
-                progress: Progress = no_progress) -> ModelRef:
+def train_model(
+    tokens: TokensRef,
+    base: BaseModelSpec,
+    params: TrainParams,
+    db: Database,
+    settings: Settings,
+    run_id: str | None = None,
+    progress: Progress = no_progress,
+) -> ModelRef:
     """Train within the budget (resuming this run's checkpoint if there is one), keep the best
     weights, save with `save_pretrained` and register a model version.
 
@@ -91,35 +107,80 @@ def train_model(tokens: TokensRef, base: BaseModelSpec, params: TrainParams, db:
     model = build_model(base, tokens, params).to(device)
     model.train()
     # Checkpoints live under the run id, so starting the same run again resumes it.
-    checkpoints = Checkpointer(settings.home / "checkpoints" / (run_id or uuid.uuid4().hex),
-                               keep=params.keep_checkpoints, rank=rank)
+    checkpoints = Checkpointer(
+        settings.home / "checkpoints" / (run_id or uuid.uuid4().hex), keep=params.keep_checkpoints, rank=rank
+    )
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("training %s (%.2fM params) on %s x%d: %d train / %d val blocks of %d, %d x %d tokens per step "
-             "per rank, budget %d steps / %s tokens / %.1f min", base.label, n_params / 1e6, device, world,
-             len(train_blocks), len(val_blocks), tokens.block_size, params.accumulation(tokens.block_size),
-             params.batch_size * tokens.block_size, params.max_steps, params.max_tokens or "-", params.max_minutes)
+    log.info(
+        "training %s (%.2fM params) on %s x%d: %d train / %d val blocks of %d, %d x %d tokens per step "
+        "per rank, budget %d steps / %s tokens / %.1f min",
+        base.label,
+        n_params / 1e6,
+        device,
+        world,
+        len(train_blocks),
+        len(val_blocks),
+        tokens.block_size,
+        params.accumulation(tokens.block_size),
+        params.batch_size * tokens.block_size,
+        params.max_steps,
+        params.max_tokens or "-",
+        params.max_minutes,
+    )
     runnable = wrap_ddp(model, device) if world > 1 else model
     runnable = torch.compile(runnable) if params.compile else runnable
-    state, stopped = train_loop(runnable, train_blocks, val_blocks, params, device, checkpoints,
-                                progress if rank == 0 else no_progress, rank=rank)
+    state, stopped = train_loop(
+        runnable,
+        train_blocks,
+        val_blocks,
+        params,
+        device,
+        checkpoints,
+        progress if rank == 0 else no_progress,
+        rank=rank,
+    )
     state.tokens_seen *= world  # every rank trained on its own batches
     val_loss = evaluate(model, val_blocks, params, device)
     barrier()
     if state.best_val < val_loss and checkpoints.load_best(model):
-        log.info("keeping the best weights (step %d, val loss %.4f) over the last (%.4f)",
-                 state.best_step, state.best_val, val_loss)
+        log.info(
+            "keeping the best weights (step %d, val loss %.4f) over the last (%.4f)",
+            state.best_step,
+            state.best_val,
+            val_loss,
+        )
         val_loss = state.best_val
     progress(1, 1, f"done after {state.step} steps ({stopped})")
-    metrics = {"steps": state.step, "stopped_by": stopped, "train_loss": state.last_train_loss,
-               "val_loss": val_loss, "perplexity": math.exp(min(val_loss, 50)),
-               "best_step": state.best_step or state.step, "tokens_seen": state.tokens_seen,
-               "wall_seconds": state.elapsed, "resumed_from": state.resumed_from, "world_size": world,
-               "tokens_per_second": state.tokens_seen / state.elapsed if state.elapsed else 0.0,
-               "params": n_params, "device": device.type, "history": state.history}
-    log.info("finished %d steps (%s) in %.0f s: train loss %.4f, val loss %.4f (perplexity %.1f)",
-             state.step, stopped, state.elapsed, state.last_train_loss, val_loss, metrics["perplexity"])
-    ref = _save_and_register(model, tokens, base, params, metrics, db, settings, run_id, val_blocks) \
-        if rank == 0 else None
+    metrics = {
+        "steps": state.step,
+        "stopped_by": stopped,
+        "train_loss": state.last_train_loss,
+        "val_loss": val_loss,
+        "perplexity": math.exp(min(val_loss, 50)),
+        "best_step": state.best_step or state.step,
+        "tokens_seen": state.tokens_seen,
+        "wall_seconds": state.elapsed,
+        "resumed_from": state.resumed_from,
+        "world_size": world,
+        "tokens_per_second": state.tokens_seen / state.elapsed if state.elapsed else 0.0,
+        "params": n_params,
+        "device": device.type,
+        "history": state.history,
+    }
+    log.info(
+        "finished %d steps (%s) in %.0f s: train loss %.4f, val loss %.4f (perplexity %.1f)",
+        state.step,
+        stopped,
+        state.elapsed,
+        state.last_train_loss,
+        val_loss,
+        metrics["perplexity"],
+    )
+    ref = (
+        _save_and_register(model, tokens, base, params, metrics, db, settings, run_id, val_blocks)
+        if rank == 0
+        else None
+    )
     ref = share_from_rank0(ref) if world > 1 else ref
     if rank == 0:
         checkpoints.clear()  # registered: a re-run of this run id must not resume into a duplicate
@@ -127,14 +188,25 @@ def train_model(tokens: TokensRef, base: BaseModelSpec, params: TrainParams, db:
     return ref
 
 
-def _save_and_register(model: Any, tokens: TokensRef, base: BaseModelSpec, params: TrainParams,
-                       metrics: dict[str, Any], db: Database, settings: Settings,
-                       run_id: str | None, val_blocks: np.ndarray) -> ModelRef:
+def _save_and_register(
+    model: Any,
+    tokens: TokensRef,
+    base: BaseModelSpec,
+    params: TrainParams,
+    metrics: dict[str, Any],
+    db: Database,
+    settings: Settings,
+    run_id: str | None,
+    val_blocks: np.ndarray,
+) -> ModelRef:
     device = next(model.parameters()).device
     promoted, note = decide_promotion(
-        metrics["val_loss"], tokens.tokenizer.tokenizer_id, latest_model_version(db),
+        metrics["val_loss"],
+        tokens.tokenizer.tokenizer_id,
+        latest_model_version(db),
         lambda path: evaluate(load_causal_lm(path).to(device), val_blocks, params, device),
-        params.promotion_tolerance)
+        params.promotion_tolerance,
+    )
     metrics = {**metrics, "promoted": promoted, "promotion": note}
     log.info("promotion: %s", note)
     staged = settings.models_dir / f".staging-{uuid.uuid4().hex[:8]}"
@@ -145,15 +217,35 @@ def _save_and_register(model: Any, tokens: TokensRef, base: BaseModelSpec, param
     write_loss_curve(metrics["history"], staged / "loss_curve.png", f"{base.label}: {metrics['steps']} steps")
     write_tensorboard(metrics["history"], staged, metrics)
     info = register_model_version(
-        db, staged, settings.models_dir, base=base.label, parent_id=base.version_id, run_id=run_id,
-        tokenizer_id=tokens.tokenizer.tokenizer_id, corpus_fingerprint=tokens.corpus_fingerprint,
-        tokens_fingerprint=tokens.fingerprint, hyperparams=params.model_dump(),
-        train_loss=metrics["train_loss"], val_loss=metrics["val_loss"],
-        perplexity=metrics["perplexity"], tokens_seen=metrics["tokens_seen"],
-        wall_seconds=metrics["wall_seconds"], promoted=promoted)
+        db,
+        staged,
+        settings.models_dir,
+        base=base.label,
+        parent_id=base.version_id,
+        run_id=run_id,
+        tokenizer_id=tokens.tokenizer.tokenizer_id,
+        corpus_fingerprint=tokens.corpus_fingerprint,
+        tokens_fingerprint=tokens.fingerprint,
+        hyperparams=params.model_dump(),
+        train_loss=metrics["train_loss"],
+        val_loss=metrics["val_loss"],
+        perplexity=metrics["perplexity"],
+        tokens_seen=metrics["tokens_seen"],
+        wall_seconds=metrics["wall_seconds"],
+        promoted=promoted,
+    )
     log.info("registered model version %s at %s", info.name, info.path)
-    return ModelRef(version_id=info.id, name=info.name, path=info.path,
-                    train_loss=metrics["train_loss"], val_loss=metrics["val_loss"],
-                    perplexity=metrics["perplexity"], tokens_seen=metrics["tokens_seen"],
-                    steps=metrics["steps"], wall_seconds=metrics["wall_seconds"], promoted=promoted,
-                    promotion=note, stopped_by=metrics["stopped_by"])
+    return ModelRef(
+        version_id=info.id,
+        name=info.name,
+        path=info.path,
+        train_loss=metrics["train_loss"],
+        val_loss=metrics["val_loss"],
+        perplexity=metrics["perplexity"],
+        tokens_seen=metrics["tokens_seen"],
+        steps=metrics["steps"],
+        wall_seconds=metrics["wall_seconds"],
+        promoted=promoted,
+        promotion=note,
+        stopped_by=metrics["stopped_by"],
+    )

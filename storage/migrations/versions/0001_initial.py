@@ -50,8 +50,7 @@ def upgrade() -> None:
         sa.Column("promoted", sa.Boolean, nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
-    op.create_index("ix_model_versions_promoted_created", "model_versions",
-                    ["promoted", "created_at"])
+    op.create_index("ix_model_versions_promoted_created", "model_versions", ["promoted", "created_at"])
     op.create_table(
         "prompts",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -65,8 +64,7 @@ def upgrade() -> None:
         "drafts",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
-        sa.Column("model_version_id", sa.Integer, sa.ForeignKey("model_versions.id"),
-                  nullable=False),
+        sa.Column("model_version_id", sa.Integer, sa.ForeignKey("model_versions.id"), nullable=False),
         sa.Column("prompt_id", sa.Integer, sa.ForeignKey("prompts.id"), nullable=False),
         sa.Column("sample_index", sa.Integer, nullable=False),
         sa.Column("original_text", sa.Text, nullable=False),

@@ -35,8 +35,9 @@ def upgrade() -> None:
     op.execute("UPDATE drafts SET category = (SELECT category FROM prompts WHERE prompts.id = drafts.prompt_id)")
     _backfill_flags()
     op.create_index("ix_drafts_claim", "drafts", ["status", sa.text("priority DESC"), "created_at", "id"])
-    op.create_index("ix_drafts_claim_category", "drafts",
-                    ["status", "category", sa.text("priority DESC"), "created_at", "id"])
+    op.create_index(
+        "ix_drafts_claim_category", "drafts", ["status", "category", sa.text("priority DESC"), "created_at", "id"]
+    )
     op.create_index("ix_drafts_claimed_by", "drafts", ["claimed_by", "status"])
     op.create_index("ix_drafts_status_category_created", "drafts", ["status", "category", "created_at", "id"])
     op.create_index("ix_drafts_created", "drafts", ["created_at", "id"])
@@ -91,8 +92,9 @@ def upgrade() -> None:
 def _backfill_flags() -> None:
     """Drafts queued before this revision keep their flags in scores["flags"] only."""
     conn = op.get_bind()
-    drafts = sa.table("drafts", sa.column("id", sa.Integer), sa.column("scores", sa.JSON),
-                      sa.column("flags", sa.String))
+    drafts = sa.table(
+        "drafts", sa.column("id", sa.Integer), sa.column("scores", sa.JSON), sa.column("flags", sa.String)
+    )
     for draft_id, scores in conn.execute(sa.select(drafts.c.id, drafts.c.scores)).all():
         flags = (scores or {}).get("flags") or []
         if flags:
@@ -104,9 +106,14 @@ def downgrade() -> None:
         op.drop_table(table)
     for index in ("ix_review_events_action_at", "ix_review_events_actor_at"):
         op.drop_index(index, table_name="review_events")
-    for index in ("ix_drafts_run_created", "ix_drafts_created", "ix_drafts_status_category_created",
-                  "ix_drafts_claimed_by", "ix_drafts_claim_category",
-                  "ix_drafts_claim"):
+    for index in (
+        "ix_drafts_run_created",
+        "ix_drafts_created",
+        "ix_drafts_status_category_created",
+        "ix_drafts_claimed_by",
+        "ix_drafts_claim_category",
+        "ix_drafts_claim",
+    ):
         op.drop_index(index, table_name="drafts")
     with op.batch_alter_table("drafts") as batch:
         for column in ("approvals", "priority", "flags", "category"):
