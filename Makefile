@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # CUDA wheel. Override on a GPU box, e.g. `make install TORCH_SPEC='torch==2.13.0'` with a CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install system-deps run serve stop test test-fast lint format clean-data
+.PHONY: install system-deps run serve stop test test-fast test-floors lint format clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test: system-deps $(STAMP) lint
 ## the suite without the slow end-to-end tests
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## every direct dependency at its floor (a venv of its own, .venv-floors), then the fast tests
+test-floors:
+	TORCH_SPEC="$(TORCH_SPEC)" PYTHON="$(PYTHON)" bash .ci/floors
 
 ## ruff (lint and format) and mypy over the project's packages
 lint: $(STAMP)

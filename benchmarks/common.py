@@ -42,11 +42,6 @@ def seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def best_of(runs: int, fn: Callable[[], object]) -> float:
-    """Fastest of several runs: the least disturbed measurement on a shared machine."""
-    return min(seconds(fn) for _ in range(runs))
-
-
 class Targets:
     """Each figure against its target; `finish()` exits 1 when any was missed."""
 

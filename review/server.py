@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from review.app import create_app
+from storage.db import close_databases
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,10 @@ def serve(database_url: str, host: str = "127.0.0.1", port: int = 8765, https_on
     app = create_app(database_url, https_only=https_only)
     # proxy_headers: behind a TLS proxy, the scheme and client address come from X-Forwarded-* (trusted from
     # localhost only, uvicorn's default forwarded_allow_ips)
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+    try:
+        uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+    finally:
+        close_databases()  # the connection pool's sockets and SQLite handles go with the server
 
 
 def _is_loopback(host: str) -> bool:

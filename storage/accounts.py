@@ -131,10 +131,6 @@ def desk_setting(db: Database, key: str) -> Any:
         return DESK_DEFAULTS[key] if row is None else row.value
 
 
-def set_desk_setting(db: Database, key: str, value: int) -> None:
-    set_desk_settings(db, {key: value})
-
-
 def set_desk_settings(db: Database, values: dict[str, Any]) -> None:
     """Change desk settings, all or none, checked against `DeskSettings` (its bounds are the only ones)."""
     try:

@@ -61,10 +61,6 @@ class StoreURL(str):
 Location: TypeAlias = Path | StoreURL
 
 
-def is_url(value: str | os.PathLike[str]) -> bool:
-    return isinstance(location(value), StoreURL)
-
-
 def location(value: str | os.PathLike[str]) -> Location:
     """A `StoreURL` for a URL, else a `Path`.
 

@@ -37,7 +37,6 @@ class DraftStatus(enum.StrEnum):
     IN_REVIEW = "in_review"  # claimed by an editor (lease)
     APPROVED = "approved"
     REJECTED = "rejected"
-    ARCHIVED = "archived"
 
 
 class Base(DeclarativeBase):

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +140,6 @@ class DatasetWriter:
         self._buffer.append(dict(row))
         if len(self._buffer) >= self.buffer_rows:
             self._flush()
-
-    def write_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        for row in rows:
-            self.write_row(row)
 
     def write_table(self, table: pa.Table) -> None:
         self._flush()

@@ -14,7 +14,7 @@ from storage.errors import DraftflowError
 from storage.parquet_store import iter_batches, read_manifest
 from storage.settings import Settings
 from tasks.ingest.stage import ingest_corpus
-from tasks.ingest.stdlib_docs import iter_stdlib_docs
+from tasks.ingest.stdlib_docs import iter_stdlib_units
 
 
 def rows(directory: Path) -> list[dict]:
@@ -107,7 +107,7 @@ def test_missing_path_is_a_user_error_and_writes_nothing(settings: Settings, tmp
 
 
 def test_embedded_stdlib_docs_corpus() -> None:
-    records = list(iter_stdlib_docs())
+    records = list(record for unit in iter_stdlib_units() for record in unit.read())
     texts = [r for r in records if r.text]
     assert len(texts) > 3000
     assert sum(len(r.text.encode()) for r in texts) > 1_000_000

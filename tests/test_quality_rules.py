@@ -20,7 +20,7 @@ import pytest
 from tasks.clean.params import QualityThresholds
 from tasks.clean.quality import first_failure, score_document
 from tasks.clean.steps import normalize_text
-from tasks.ingest.stdlib_docs import iter_stdlib_docs
+from tasks.ingest.stdlib_docs import iter_stdlib_units
 
 datatrove = pytest.importorskip("datatrove", reason="datatrove is a dev dependency: `pip install -e .[dev]`")
 from datatrove.data import Document  # noqa: E402
@@ -161,7 +161,9 @@ def only(**on: Any) -> QualityThresholds:
 @lru_cache(maxsize=1)
 def real_documents() -> tuple[str, ...]:
     """A few thousand documents from what is installed here, normalized as the clean stage does."""
-    texts = [record.text for record in iter_stdlib_docs() if record.text]
+    texts = [
+        record.text for record in (record for unit in iter_stdlib_units() for record in unit.read()) if record.text
+    ]
     for metadata in sorted(Path(sysconfig.get_paths()["purelib"]).glob("*.dist-info/METADATA")):
         body = email.message_from_string(metadata.read_text(encoding="utf-8", errors="replace")).get_payload()
         if isinstance(body, str) and body.strip():

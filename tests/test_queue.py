@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from storage.accounts import set_desk_setting
+from storage.accounts import set_desk_settings
 from storage.db import Database
 from storage.errors import ConflictError, DraftflowError, TransitionError
 from storage.models import Draft, DraftRevision, DraftStatus, ReviewEvent, utcnow
@@ -139,13 +139,13 @@ def test_every_transition_is_allowed_or_refused(db: Database, status: str, actio
 
 
 def test_claims_only_come_from_the_queues(db: Database) -> None:
-    for status in ("generated", "approved", "rejected", "archived", "in_review"):
+    for status in ("generated", "approved", "rejected", "in_review"):
         seed_drafts(db, 1, status=status, run_id=f"run-{status}")
     assert editor.claim(db, "ann") is None
 
 
 def test_required_reviews_need_different_editors_and_an_edit_resets_them(db: Database) -> None:
-    set_desk_setting(db, "required_reviews", 2)
+    set_desk_settings(db, {"required_reviews": 2})
     (draft_id,) = seed_drafts(db, 1)
     assert editor.claim(db, "ann").id == draft_id
     once = editor.approve(db, draft_id, "ann")

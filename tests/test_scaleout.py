@@ -368,7 +368,8 @@ def test_datasets_at_urls_commit_read_and_slice_like_local_ones(target: Any) -> 
 def test_a_failed_write_at_a_url_keeps_the_previous_version(target: Any) -> None:
     _write(target, 20, "v1")
     with pytest.raises(RuntimeError), DatasetWriter(target, SCHEMA) as writer:
-        writer.write_rows([{"doc_id": "new", "n": -1}] * 5000)  # files written, never published
+        for _ in range(5000):  # files written, never published
+            writer.write_row({"doc_id": "new", "n": -1})
         raise RuntimeError("crash half-way")
     assert read_manifest(target)["fingerprint"] == "v1" and [r["n"] for r in _rows(target)] == list(range(20))
     where = location(target)

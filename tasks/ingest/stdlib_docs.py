@@ -49,12 +49,6 @@ def iter_stdlib_units(source: str = "python-stdlib-docs") -> Iterator[Unit]:
                 yield Unit(source, path.as_posix(), path, partial(_docstring_records, source, root, path, module))
 
 
-def iter_stdlib_docs(source: str = "python-stdlib-docs") -> Iterator[SourceRecord]:
-    """Every record of the embedded corpus, unit by unit."""
-    for unit in iter_stdlib_units(source):
-        yield from unit.read()
-
-
 def _topic_records(source: str, path: Path) -> Iterator[SourceRecord]:
     from pydoc_data.topics import topics
 

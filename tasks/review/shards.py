@@ -15,12 +15,12 @@ from collections import Counter
 from pydantic import BaseModel, Field
 
 from storage.db import Database, open_database
-from storage.drafts import draft_ids, status_counts
+from storage.drafts import draft_ids
 from storage.models import DraftStatus
 from storage.refs import DatasetRef
 from storage.settings import Settings
 from tasks.review.params import CheckParams
-from tasks.review.stage import QueueResult, corpus_index, queue_draft
+from tasks.review.stage import QueueResult, corpus_index, queue_drafts, queue_result
 from tasks.shards import worker_id
 
 log = logging.getLogger("draftflow.review")
@@ -70,15 +70,8 @@ def check_range(part: DraftRange, settings: Settings, clean: DatasetRef | None, 
     started = time.perf_counter()
     db = open_database(settings.database_url)
     index = corpus_index(settings, clean)  # read from the on-disk cache the flow built
-    queued = flagged = 0
-    reasons: Counter[str] = Counter()
-    for draft_id in draft_ids(db, part.run_id, DraftStatus.GENERATED.value):
-        if not part.first <= draft_id <= part.last:
-            continue
-        flags = queue_draft(db, draft_id, index, params)
-        queued += 1
-        flagged += bool(flags)
-        reasons.update(flag.split(":")[0] for flag in flags)
+    ids = [i for i in draft_ids(db, part.run_id, DraftStatus.GENERATED.value) if part.first <= i <= part.last]
+    queued, flagged, reasons = queue_drafts(db, ids, index, params)
     seconds = time.perf_counter() - started
     log.info("checked %s: %d queued, %d flagged (%.1f s on %s)", part.label, queued, flagged, seconds, worker_id())
     return CheckedRange(
@@ -92,13 +85,4 @@ def merge_ranges(run_id: str, settings: Settings, parts: list[CheckedRange]) -> 
     for part in parts:
         reasons.update(part.flags)
     queued, flagged = sum(p.queued for p in parts), sum(p.flagged for p in parts)
-    counts = status_counts(open_database(settings.database_url))
-    log.info(
-        "queued %d drafts of run %s (%d flagged: %s); queue now %s",
-        queued,
-        run_id,
-        flagged,
-        dict(reasons) or "-",
-        counts,
-    )
-    return QueueResult(run_id=run_id, queued=queued, flagged=flagged, flags=dict(reasons), queue=counts)
+    return queue_result(open_database(settings.database_url), run_id, queued, flagged, reasons)

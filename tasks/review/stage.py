@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -33,14 +34,28 @@ def queue_run(
     db: Database, run_id: str, index: NgramIndex | None = None, params: CheckParams | None = None
 ) -> QueueResult:
     """Check each `generated` draft of a run; clean ones go to `pending`, risky ones to `flagged`."""
-    params = params or CheckParams()
+    ids = draft_ids(db, run_id, DraftStatus.GENERATED.value)
+    queued, flagged, reasons = queue_drafts(db, ids, index, params or CheckParams())
+    return queue_result(db, run_id, queued, flagged, reasons)
+
+
+def queue_drafts(
+    db: Database, ids: Iterable[int], index: NgramIndex | None, params: CheckParams
+) -> tuple[int, int, Counter[str]]:
+    """Check and route each draft (`queue_draft`); (queued, flagged, flags by kind). The sharded checks
+    call this with their id range."""
     queued = flagged = 0
     reasons: Counter[str] = Counter()
-    for draft_id in draft_ids(db, run_id, DraftStatus.GENERATED.value):
+    for draft_id in ids:
         flags = queue_draft(db, draft_id, index, params)
         queued += 1
         flagged += bool(flags)
         reasons.update(flag.split(":")[0] for flag in flags)
+    return queued, flagged, reasons
+
+
+def queue_result(db: Database, run_id: str, queued: int, flagged: int, reasons: Counter[str]) -> QueueResult:
+    """The run's result with the queue as it is now, logged."""
     counts = status_counts(db)
     log.info(
         "queued %d drafts of run %s (%d flagged: %s); queue now %s",

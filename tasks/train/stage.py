@@ -19,7 +19,7 @@ import torch
 
 from storage.db import Database
 from storage.errors import DraftflowError
-from storage.parquet_store import count_rows, iter_batches
+from storage.parquet_store import count_rows, iter_batches, schema_metadata
 from storage.refs import BaseModelSpec, ModelRef, TokensRef
 from storage.registry import latest_model_version, register_model_version
 from storage.settings import Settings
@@ -47,6 +47,19 @@ def read_blocks(directory: Path) -> np.ndarray:
     blocks = np.concatenate(arrays) if arrays else np.empty((0, 0), dtype=np.uint16)
     assert len(blocks) == rows
     return blocks
+
+
+def check_blocks(tokens: TokensRef) -> None:
+    """The blocks on disk are the ones the reference names: the same tokenizer and block size (a later
+    tokenize with other settings may have replaced them since the reference was made)."""
+    for split in ("train", "val"):
+        meta = schema_metadata(Path(tokens.path) / split)
+        found = (meta.get("tokenizer_id"), meta.get("block_size"))
+        if found != (tokens.tokenizer.tokenizer_id, str(tokens.block_size)):
+            raise DraftflowError(
+                f"the {split} blocks in '{tokens.path}' were made by tokenizer {found[0]} with block size {found[1]}, "
+                f"not {tokens.tokenizer.tokenizer_id} with {tokens.block_size}: run `draftflow tokenize` again"
+            )
 
 
 def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> Any:
@@ -102,6 +115,7 @@ def train_model(
     NCCL on GPUs; rank 0 saves and registers, and every rank returns the registered version.
     """
     device, rank, world = distributed_setup()
+    check_blocks(tokens)
     train_blocks = read_blocks(Path(tokens.path) / "train")
     val_blocks = read_blocks(Path(tokens.path) / "val")
     model = build_model(base, tokens, params).to(device)
