@@ -1,4 +1,8 @@
-"""Print `name==floor` for every direct dependency of the project (runtime and dev extra) with a `>=` floor."""
+"""Print `name==floor` for every runtime dependency of the project with a `>=` floor.
+
+The dev extra (linters, type checker, browser driver, the datatrove reference) is not part of the
+floors: those tools check the code, the code does not run on them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
-requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+requirements = project["dependencies"]
 for requirement in requirements:
     match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(.*)$", requirement)
     if not match:

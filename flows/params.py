@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from storage.params import Params
 from tasks.clean.params import CleanParams
@@ -67,6 +67,8 @@ class NightlyParams(Params):
 
 class RunSummary(BaseModel):
     """What a nightly run did, stage by stage (printed by the CLI, stored in `runs.summary`)."""
+
+    model_config = ConfigDict(protected_namespaces=())  # fields named model_*: ours, not pydantic's
 
     run_id: str
     home: str

@@ -132,6 +132,15 @@ def _cache_of(output: Any) -> Any:
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
+def _keep_rows(cache: Any, index: torch.Tensor) -> Any:
+    """The KV cache of the rows still generating: a Cache object in place (transformers' own method),
+    or a legacy tuple of per-layer (key, value) tensors (transformers < 4.47 returns those for GPT-2)."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(index)
+        return cache
+    return tuple(tuple(tensor[index] for tensor in layer) for layer in cache)
+
+
 @torch.no_grad()
 def decode_batch(
     model: Any, requests: list[Request], pad_id: int, eos_id: int, device: torch.device, decode: Any = None
@@ -169,7 +178,7 @@ def decode_batch(
             break
         if len(keep) < len(active):  # finished rows leave the batch and the KV cache
             index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
+            cache = _keep_rows(cache, index)
             mask, next_pos = mask[index], next_pos[index]
             chosen = [chosen[row] for row in keep]
             active = [active[row] for row in keep]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoConfig
 
 from storage.db import Database
@@ -43,6 +43,8 @@ class _Job:
 
 
 class GenerateResult(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())  # fields named model_*: ours, not pydantic's
+
     run_id: str
     model_version: str
     prompts: int
