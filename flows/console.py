@@ -94,7 +94,7 @@ def summary_table(s: RunSummary) -> Table:
             f"{s.drafts_flagged}" + (f"  ({', '.join(f'{k} {v}' for k, v in s.flags.items())})" if s.flags else ""),
         ),
         ("Review queue", ", ".join(f"{k} {v}" for k, v in sorted(s.queue.items()))),
-        ("Cached stages", ", ".join(s.cached_stages) or "none (inputs changed)"),
+        ("Cached stages", ", ".join(s.cached_stages) or "none"),
         ("Stage seconds", ", ".join(f"{k} {v:.0f}" for k, v in s.seconds.items())),
     ]
     for key, value in rows:
