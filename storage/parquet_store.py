@@ -111,11 +111,14 @@ class DatasetWriter:
         schema: pa.Schema,
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
         buffer_rows: int = 2_048,
+        buffer_chars: int = 32_000_000,
     ) -> None:
         self.directory: Location = location(directory)
         self.schema = schema
         self.rows_per_file = rows_per_file
         self.buffer_rows = buffer_rows
+        self.buffer_chars = buffer_chars  # long documents: flush by size too, so memory stays bounded
+        self._buffered_chars = 0
         self._rows_flushed = 0
         self._stage = _LocalStage(self.directory) if isinstance(self.directory, Path) else _URLStage(self.directory)
         self._buffer: list[dict[str, Any]] = []
@@ -138,7 +141,8 @@ class DatasetWriter:
 
     def write_row(self, row: Mapping[str, Any]) -> None:
         self._buffer.append(dict(row))
-        if len(self._buffer) >= self.buffer_rows:
+        self._buffered_chars += sum(len(value) for value in row.values() if isinstance(value, str))
+        if len(self._buffer) >= self.buffer_rows or self._buffered_chars >= self.buffer_chars:
             self._flush()
 
     def write_table(self, table: pa.Table) -> None:
@@ -149,6 +153,7 @@ class DatasetWriter:
         if self._buffer:
             self._write(pa.Table.from_pylist(self._buffer, schema=self.schema))
             self._buffer = []
+            self._buffered_chars = 0
 
     def _write(self, table: pa.Table) -> None:
         if self._writer is None or self._rows_in_file >= self.rows_per_file:

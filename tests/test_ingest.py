@@ -69,7 +69,7 @@ def test_bad_files_are_kept_as_rejected_records_with_reasons(settings: Settings,
     (src / "data.bin.gz").write_bytes(gzip.compress(b"compressed"))
     (src / "cut.txt.gz").write_bytes(gzip.compress(b"a document that was cut off half way " * 50)[:60])
     (src / "bad.csv").write_text('text,title\n"fine row of text",t1\n"unterminated,t2\n')
-    (src / "dangling.md").symlink_to(src / "gone.md")  # unreadable: the target does not exist
+    (src / "dangling.md").symlink_to(src / "gone.md")  # a broken link: the target does not exist
     (src / ".hidden.txt").write_text("tooling, not content")
 
     ref = ingest_corpus([str(src)], settings)
@@ -88,7 +88,7 @@ def test_bad_files_are_kept_as_rejected_records_with_reasons(settings: Settings,
         "garbage.parquet": "unreadable",
         "data.bin.gz": "unsupported_type",
         "cut.txt.gz": "bad_gzip",
-        "dangling.md": "unreadable",
+        "dangling.md": "broken_link",
         "bad.csv#row1": "bad_csv",
     }
     assert all(r["stage"] == "ingest" and r["detail"] for r in rejected)

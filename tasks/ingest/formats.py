@@ -7,12 +7,12 @@ and reports a bad line or row as a record with a `reason` and where it was (`fil
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tasks.ingest.limits import TOO_LONG, BoundedLines
 from tasks.ingest.records import SourceRecord
 
 _MD_HEADING = re.compile(r"^#{1,6}\s+\S")
@@ -110,6 +110,9 @@ def parse_jsonl(source: str, file: str, lines: Iterable[str], text_field: str) -
             continue
         seen += 1
         uri = f"{file}#L{number}"
+        if line == TOO_LONG:
+            yield SourceRecord(source, file, uri, None, reason="too_long", detail=f"line {number}: over max_chars")
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -147,9 +150,11 @@ def _object_record(source: str, file: str, uri: str, obj: Any, text_field: str, 
     return text_record(source, file, uri, obj[text_field], title=title, meta=meta)
 
 
-def parse_csv(source: str, file: str, stream: io.TextIOBase, text_field: str) -> Iterator[SourceRecord]:
-    """One document per row; the other columns become `meta`."""
-    reader = csv.DictReader(stream, strict=True)  # strict: an unterminated quote is an error, not a row
+def parse_csv(source: str, file: str, lines: BoundedLines, text_field: str) -> Iterator[SourceRecord]:
+    """One document per row; the other columns become `meta`. A row with a NUL byte, or on a line
+    longer than max_chars, is rejected alone."""
+    csv.field_size_limit(max(csv.field_size_limit(), lines.limit))
+    reader = csv.DictReader(lines, strict=True)  # strict: an unterminated quote is an error, not a row
     try:
         header = reader.fieldnames
     except csv.Error as exc:
@@ -175,13 +180,15 @@ def parse_csv(source: str, file: str, stream: io.TextIOBase, text_field: str) ->
         except StopIteration:
             return
         except csv.Error as exc:
+            too_long = lines.too_long
             yield SourceRecord(
                 source,
                 file,
                 f"{file}#row{row_number}",
                 None,
-                reason="bad_csv",
-                detail=f"row {row_number} (near line {reader.line_num}): {exc}",
+                reason="too_long" if too_long else "bad_csv",
+                detail=f"row {row_number} (near line {reader.line_num}): "
+                + ("a line over max_chars" if too_long else str(exc)),
             )
             row_number += 1
             continue

@@ -19,3 +19,10 @@ class IngestOptions(Params):
         description="Split .txt/.md/.rst files into documents: none, headings or separator.",
     )
     separator: str = Field("\n---\n", description="The separator when split = separator.")
+    max_chars: int = Field(
+        1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Longest document: longer texts are cut into parts (file#part2); longer JSONL/CSV lines "
+        "and HTML/JSON files are rejected. Bounds ingest's memory.",
+    )
