@@ -9,7 +9,7 @@ import pytest
 from storage.errors import DraftflowError
 from storage.parquet_store import iter_batches, read_manifest
 from storage.settings import Settings
-from tasks.clean.dedup import NearDeduper
+from tasks.clean.dedup import NearDeduper, simplify_text
 from tasks.clean.language import identify
 from tasks.clean.params import CleanParams, QualityThresholds, short_form
 from tasks.clean.pii import scrub_pii
@@ -227,3 +227,19 @@ def test_the_three_rules_that_had_drifted_from_the_published_ones() -> None:
     assert verdict(marked) is None
     # a line of exactly 30 characters is a short line
     assert score_document("x" * 30 + "\n" + "y" * 31)["short_line_ratio"] == 0.5
+
+
+def test_near_dedup_compares_text_as_datatrove_simplifies_it() -> None:
+    """Two copies of a quotation that differ only in quote marks, dashes, case and indentation."""
+    first = (
+        "“To be, or not to be: that is the question.”\n    Whether ’tis nobler in the mind to suffer the slings "
+        "and arrows of outrageous fortune, or to take arms against a sea of troubles."
+    )
+    second = (
+        '"TO BE OR NOT TO BE -- that is the question"\nWhether \'tis nobler in the mind to suffer\n  the slings '
+        "and arrows of outrageous fortune -- or to take arms against a sea of troubles..."
+    )
+    deduper = NearDeduper()
+    assert deduper.check("first", first) is None
+    assert deduper.check("second", second) == ("first", 1.0)
+    assert simplify_text("Café 3.14, and 2,000 items — in 1999!") == "cafe 0 and 0 items in 0"

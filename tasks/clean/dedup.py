@@ -1,6 +1,7 @@
 """Deduplication: exact (hash of normalized text) and near-duplicate (MinHash LSH, then true Jaccard).
 
-The first occurrence survives; a duplicate is rejected with a pointer to it. The near-duplicate
+The first occurrence survives; a duplicate is rejected with a pointer to it. Near dedup compares
+word 5-grams of the text as datatrove simplifies it (`simplify_text`). The near-duplicate
 index holds the MinHash of every kept document plus its 32-bit shingle hashes, so an LSH candidate is
 confirmed by the Jaccard similarity of the shingle sets, not the MinHash estimate.
 """
@@ -8,10 +9,13 @@ confirmed by the Jaccard similarity of the shingle sets, not the MinHash estimat
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
+from tasks.clean.punctuation import PUNCTUATION
 from tasks.text import normalize_for_hash
 
 
@@ -28,9 +32,23 @@ class ExactDeduper:
         return first
 
 
+_NUMBERS = re.compile(r"\d+([.,،٫⎖⎗⎘]\d+)?")  # \d: digits of any script, as datatrove's \p{Nd}
+_NO_PUNCTUATION = str.maketrans(dict.fromkeys(PUNCTUATION, " "))
+_SPACES = re.compile(r"\s+")
+
+
+def simplify_text(text: str) -> str:
+    """datatrove's `simplify_text` with its default settings, the view near dedup compares: lower case,
+    every number as 0, punctuation as spaces, whitespace collapsed, diacritics removed. Two copies of a
+    quote that differ only in quote marks, dashes or indentation simplify to the same text."""
+    text = _NUMBERS.sub("0", text.lower()).translate(_NO_PUNCTUATION)
+    text = _SPACES.sub(" ", text.strip())
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn").strip()
+
+
 def shingles(text: str, n: int) -> list[bytes]:
-    """Word n-grams of the normalized text (the whole text when it has fewer than n words)."""
-    words = normalize_for_hash(text).split(" ")
+    """Word n-grams of the simplified text (the whole text when it has fewer than n words)."""
+    words = simplify_text(text).split(" ")
     if len(words) <= n:
         return [" ".join(words).encode()]
     return list({" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)})
