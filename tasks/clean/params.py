@@ -105,6 +105,11 @@ class CleanParams(Params):
     )
     fix_unicode: bool = Field(True, description="Repair mojibake with ftfy (conservative settings).")
     scrub_pii: bool = Field(True, description="Replace e-mails, phone numbers and public IPs with placeholders.")
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US"],
+        description="Regions whose national phone formats are recognized (ISO 3166 codes, e.g. US, GB, DE); a "
+        "number written with + is recognized in any.",
+    )
     dedup_exact: bool = Field(True, description="Drop exact duplicates (normalized text).")
     dedup_near: bool = Field(True, description="Drop near duplicates (MinHash LSH, confirmed by Jaccard).")
     near_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word 5-grams.")

@@ -123,7 +123,7 @@ class Cleaner:
     def _pii(self, row: dict[str, Any], doc: dict[str, Any]) -> None:
         counts: Counter[str] = Counter()
         if self.params.scrub_pii:
-            doc["text"], counts = scrub_pii(doc["text"])
+            doc["text"], counts = scrub_pii(doc["text"], self.params.phone_regions)
         doc["scores"].update({f"pii_{kind}": counts.get(kind, 0) for kind in ("email", "phone", "ip")})
         return None
 

@@ -87,11 +87,15 @@ def _split_headings(text: str, kind: str) -> list[tuple[str | None, str]]:
 
 
 def parse_html(source: str, file: str, html: str) -> Iterator[SourceRecord]:
-    """Main text only (navigation, footers and boilerplate removed) with trafilatura."""
+    """Main text only (navigation, footers and boilerplate removed) with trafilatura, after the page's
+    chrome that trafilatura keeps is taken out: permalink marks (Sphinx's and MkDocs' "¶"), and
+    navigation, header, footer and sidebar elements outside the article."""
     import trafilatura
 
     try:
-        doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False, include_tables=True)
+        doc = trafilatura.bare_extraction(
+            strip_chrome(html), with_metadata=True, include_comments=False, include_tables=True
+        )
     except Exception as exc:  # lxml raises many types for broken markup
         yield SourceRecord(source, file, file, None, reason="bad_html", detail=f"{type(exc).__name__}: {exc}")
         return
@@ -99,8 +103,40 @@ def parse_html(source: str, file: str, html: str) -> Iterator[SourceRecord]:
     if not text or not text.strip():
         yield SourceRecord(source, file, file, None, reason="no_main_text", detail="no main text found in the HTML")
         return
+    text = _PERMALINK_MARK.sub("", text)
     meta = {k: v for k in ("author", "date", "sitename", "url") if (v := getattr(doc, k, None))}
     yield text_record(source, file, file, text, title=getattr(doc, "title", None), meta=meta)
+
+
+_PERMALINK_MARK = re.compile(r"[ \t]*¶[ \t]*$", re.MULTILINE)
+_PERMALINK_TEXTS = ("¶", "#", "§", "🔗")
+# Page chrome, not content: site navigation, banners, footers, sidebars, search boxes. A <header> or
+# <footer> inside an <article> or <main> belongs to the text (a title, a byline) and stays.
+_CHROME = (
+    "//nav | //*[@role='navigation' or @role='banner' or @role='contentinfo' or @role='search']"
+    " | //header[not(ancestor::article) and not(ancestor::main)]"
+    " | //footer[not(ancestor::article) and not(ancestor::main)]"
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' sphinxsidebar ')"
+    " or contains(concat(' ', normalize-space(@class), ' '), ' related ')"
+    " or contains(concat(' ', normalize-space(@class), ' '), ' footer ')"
+    " or contains(concat(' ', normalize-space(@class), ' '), ' headerlink ')]"
+)
+
+
+def strip_chrome(html: str) -> str:
+    """The page without its chrome and permalink anchors; the page unchanged when lxml cannot parse it."""
+    import lxml.html
+
+    try:
+        tree = lxml.html.fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return html
+    for element in tree.xpath(_CHROME):
+        element.drop_tree()
+    for anchor in tree.xpath("//a[starts-with(@href, '#')]"):
+        if anchor.text_content().strip() in _PERMALINK_TEXTS:
+            anchor.drop_tree()
+    return lxml.html.tostring(tree, encoding="unicode")
 
 
 def parse_jsonl(source: str, file: str, lines: Iterable[str], text_field: str) -> Iterator[SourceRecord]:
