@@ -27,7 +27,7 @@ def test_stage_by_stage_from_the_cli(
     generate = run_cli(capsys, *home, "generate", "--prompts", str(prompts_file), "--max-new-tokens", "4")
     assert generate.code == 0 and "queued 6" in generate.out
     status = json.loads(run_cli(capsys, *home, "status", "--json").out)
-    assert status["queue"] == {"pending": 6}
+    assert sum(status["queue"].values()) == 6 and set(status["queue"]) <= {"pending", "flagged"}
     assert [v["name"] for v in status["model_versions"]] == ["v0001"]
     assert {r["kind"] for r in status["runs"]} == {"finetune", "generate"}
 

@@ -99,3 +99,16 @@ def test_queue_routes_flagged_drafts_aside_and_keeps_them(
         assert drafts[1].scores["flags"] == ["copied"] and drafts[1].scores["longest_copied_words"] > 20
         notes = [e.note for e in s.scalars(sa.select(ReviewEvent).order_by(ReviewEvent.draft_id))]
         assert notes == [None, "copied", "pii"]
+
+
+def test_length_and_echo_judge_what_the_model_wrote_not_its_prompt() -> None:
+    prompt = "The queue module provides a thread safe first in first out implementation for producers"
+    plain = CheckParams()
+    assert "too_short" in check_draft(prompt + " and.", None, plain, prompt=prompt)[1]  # 1 new word, 14 in all
+    same = check_draft(prompt, None, plain, prompt=prompt)
+    assert {"echo", "too_short"} <= set(same[1]) and same[0]["new_words"] == 0 and same[0]["echo_share"] == 1.0
+    echoed = check_draft(f"{prompt} {prompt}", None, plain, prompt=prompt)
+    assert "echo" in echoed[1] and "too_short" not in echoed[1]
+    written = f"{prompt} and consumers that share work across threads without explicit locking of their own."
+    scores, flags = check_draft(written, None, plain, prompt=prompt)
+    assert flags == [] and scores["new_words"] == 13 and scores["echo_share"] < 0.2

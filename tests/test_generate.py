@@ -17,7 +17,10 @@ from tasks.generate.params import GenerationParams
 from tasks.generate.prompts import default_prompts_path, load_prompts
 from tasks.generate.stage import generate_drafts
 from tasks.models import pick_device
+from tasks.review.params import CheckParams
 from tasks.review.stage import queue_run
+
+UNCHECKED = CheckParams(min_new_words=0, max_echo_share=1.0)  # drafts of a 1-layer model: route, don't judge
 
 
 def drafts(db: Database, run_id: str) -> list[Draft]:
@@ -129,7 +132,7 @@ def test_queue_moves_generated_drafts_to_pending_with_an_event(
 ) -> None:
     start_run(db, "run-q", "test", {})
     generate_drafts(tiny_model, load_prompts(prompts_file), GenerationParams(max_new_tokens=4), db, "run-q")
-    result = queue_run(db, "run-q")
+    result = queue_run(db, "run-q", params=UNCHECKED)  # the routing is the point here, not the checks
     assert result.queued == 6 and result.queue == {"pending": 6}
     assert {d.status for d in drafts(db, "run-q")} == {"pending"}
     assert all("n_words" in d.scores and "new_tokens" in d.scores for d in drafts(db, "run-q"))
@@ -239,3 +242,35 @@ def test_prompts_from_csv_parquet_and_the_prompts_table(db: Database, tmp_path: 
     assert [p.text for p in prompts_from_table(db, "news")] == ["First seed"]
     with pytest.raises(DraftflowError, match="prompts table is empty for category 'none'"):
         prompts_from_table(db, "none")
+
+
+def test_prompt_and_new_tokens_are_fitted_to_the_context_and_say_so() -> None:
+    from tasks.generate.stage import MIN_NEW_TOKENS, fit_to_context
+
+    assert fit_to_context(list(range(10)), 20, 64) == (list(range(10)), 20, "")
+    assert fit_to_context(list(range(40)), 30, 64) == (list(range(40)), 24, "clamped")  # the room left
+    ids, new, what = fit_to_context(list(range(60)), 30, 64)
+    assert (new, what) == (MIN_NEW_TOKENS, "truncated") and ids == list(range(12, 60)) and len(ids) + new == 64
+    assert fit_to_context(list(range(60)), 30, None) == (list(range(60)), 30, "")  # context unknown
+
+
+def test_max_new_tokens_with_no_room_for_a_prompt_is_a_one_line_error(
+    db: Database, tiny_model: ModelRef, prompts_file: Path
+) -> None:
+    from storage.errors import DraftflowError
+
+    start_run(db, "run-room", "test", {})
+    with pytest.raises(DraftflowError, match=r"--max-new-tokens 64 leaves no room for the prompt: v0001 reads"):
+        generate_drafts(tiny_model, load_prompts(prompts_file), GenerationParams(max_new_tokens=64), db, "run-room")
+    result = generate_drafts(
+        tiny_model,
+        load_prompts(prompts_file),
+        GenerationParams(max_new_tokens=28, samples_per_prompt=1),
+        db,
+        "run-room",
+    )
+    # 28 new tokens and any of the prompts are more than the tiny model's 32 positions: each draft is fitted
+    assert result.clamped + result.truncated == 3 and result.clamped >= 1 and result.truncated >= 1
+    made = drafts(db, "run-room")
+    assert {d.scores["fitted_to_context"] for d in made} == {"clamped", "truncated"}
+    assert all(d.scores["prompt_tokens"] + d.params["max_new_tokens"] <= 32 for d in made)

@@ -15,6 +15,7 @@ from storage.runs import start_run
 from tasks.generate.params import GenerationParams
 from tasks.generate.prompts import load_prompts
 from tasks.generate.stage import generate_drafts
+from tasks.review.params import CheckParams
 from tasks.review.stage import queue_run
 from tests.cli_helpers import run_cli
 
@@ -23,7 +24,7 @@ from tests.cli_helpers import run_cli
 def queued(db: Database, tiny_model: ModelRef, prompts_file: Path) -> list[int]:
     start_run(db, "night-1", "test", {})
     generate_drafts(tiny_model, load_prompts(prompts_file), GenerationParams(max_new_tokens=6), db, "night-1")
-    queue_run(db, "night-1")
+    queue_run(db, "night-1", params=CheckParams(min_new_words=0, max_echo_share=1.0))  # all to the pending queue
     with db.session() as s:
         return list(s.scalars(sa.select(Draft.id).order_by(Draft.id)))
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +20,7 @@ from transformers import AutoConfig
 
 from storage.db import Database
 from storage.drafts import PromptRow, existing_samples, insert_drafts, upsert_prompts
+from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
 from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
@@ -40,6 +42,27 @@ class _Job:
     prompt_id: int
     sample_index: int
     input_ids: list[int]
+    max_new_tokens: int
+    fitted: str = ""  # "clamped" or "truncated" when the prompt and the new tokens did not fit the context
+
+
+MIN_NEW_TOKENS = 16  # below this, a draft's room is not worth clamping to: the prompt's head is cut instead
+
+
+def fit_to_context(ids: list[int], max_new_tokens: int, context: int | None) -> tuple[list[int], int, str]:
+    """(prompt ids, new tokens, what was done) so that prompt + new tokens fit the model's context.
+
+    A prompt that leaves too little room has its new tokens clamped to the room left (down to
+    MIN_NEW_TOKENS); a prompt longer than that keeps its tail. Nothing is cut silently: the caller
+    records and reports the third value ("", "clamped" or "truncated").
+    """
+    if context is None or len(ids) + max_new_tokens <= context:
+        return ids, max_new_tokens, ""
+    room = context - len(ids)
+    if room >= MIN_NEW_TOKENS:
+        return ids, room, "clamped"
+    new = min(max_new_tokens, MIN_NEW_TOKENS)
+    return ids[len(ids) - (context - new) :], new, "truncated"
 
 
 class GenerateResult(BaseModel):
@@ -53,6 +76,8 @@ class GenerateResult(BaseModel):
     new_tokens: int
     seconds: float
     samples: list[dict[str, Any]] = Field(default_factory=list)  # a few drafts for the run report
+    clamped: int = 0  # drafts whose new tokens were clamped to the room the prompt left in the context
+    truncated: int = 0  # drafts whose prompt lost its head to fit the context
 
     @property
     def tokens_per_second(self) -> float:
@@ -82,20 +107,27 @@ def generate_drafts(
     tokenizer = load_tokenizer(model_ref.path)
     config = AutoConfig.from_pretrained(model_ref.path)
     context = context_length(config)
+    check_room(params, prompts, context, model_ref.name)
     ids = upsert_prompts(db, prompts)
     done = existing_samples(db, run_id)
-    jobs = [
-        _Job(
-            p,
-            ids[p.key],
-            s,
-            encode_prompt(tokenizer, params.template, p, params.settings_for(p).max_new_tokens, context),
-        )
-        for s in range(params.samples_per_prompt)
-        for p in prompts
-        if (ids[p.key], s) not in done
-    ]
+    jobs = []
+    for s in range(params.samples_per_prompt):
+        for p in prompts:
+            if (ids[p.key], s) not in done:
+                fitted = fit_to_context(
+                    encode_prompt(tokenizer, params.template, p), params.settings_for(p).max_new_tokens, context
+                )
+                jobs.append(_Job(p, ids[p.key], s, *fitted))
     skipped = len(prompts) * params.samples_per_prompt - len(jobs)
+    fits = Counter(j.fitted for j in jobs if j.fitted)
+    if fits:
+        log.warning(
+            "%d drafts had their new tokens clamped and %d their prompt's head cut to fit %s's context of %d tokens",
+            fits["clamped"],
+            fits["truncated"],
+            model_ref.name,
+            context,
+        )
     # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
     jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
     if jobs and model is None:
@@ -121,6 +153,8 @@ def generate_drafts(
         new_tokens=new_tokens,
         seconds=seconds,
         samples=samples[:8],
+        clamped=fits["clamped"],
+        truncated=fits["truncated"],
     )
     log.info(
         "generated %d drafts (%d already there) with %s: %d new tokens, %.0f tokens/s",
@@ -143,7 +177,11 @@ def _generate_batch(
     model_version_id: int,
 ) -> tuple[list[dict[str, Any]], int]:
     requests = [
-        Request(j.input_ids, params.settings_for(j.prompt), draft_seed(params.seed, j.prompt.key, j.sample_index))
+        Request(
+            j.input_ids,
+            replace(params.settings_for(j.prompt), max_new_tokens=j.max_new_tokens),
+            draft_seed(params.seed, j.prompt.key, j.sample_index),
+        )
         for j in batch
     ]
     outputs = decode_batch(
@@ -180,22 +218,31 @@ def _generate_batch(
                     "prompt_tokens": len(job.input_ids),
                     "stopped": out.stopped,
                     "stopped_at_eos": out.stopped == "eos",
+                    **({"fitted_to_context": job.fitted} if job.fitted else {}),
                 },
             }
         )
     return rows, total
 
 
-def encode_prompt(
-    tokenizer: Any, template: str, prompt: PromptRow, max_new_tokens: int, context: int | None
-) -> list[int]:
-    """Model input ids: a document start, then the templated prompt's tail that fits the context
-    (the whole prompt when the model does not say how long its context is)."""
+def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow) -> list[int]:
+    """Model input ids: a document start, then the templated prompt (fit_to_context fits it)."""
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    ids = tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"]
-    if context is not None:
-        ids = ids[-max(1, context - max_new_tokens - 1) :]
-    return [start_id, *ids]
+    return [start_id, *tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"]]
+
+
+def check_room(params: GenerationParams, prompts: Sequence[PromptRow], context: int | None, model: str) -> None:
+    """A max_new_tokens that leaves no room for any prompt is the user's mistake: one line, not a silent cut."""
+    if context is None:
+        return
+    for prompt in prompts:
+        wanted = params.settings_for(prompt).max_new_tokens
+        if wanted >= context:
+            raise DraftflowError(
+                f"--max-new-tokens {wanted} leaves no room for the prompt: {model} reads at most {context} tokens "
+                f"(prompt and draft together); ask for at most {context - MIN_NEW_TOKENS} "
+                f"(generation.max_new_tokens in a --config file)"
+            )
 
 
 def draft_text(tokenizer: Any, prompt_text: str, out: Output, stop: list[str]) -> str:
@@ -225,15 +272,11 @@ def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
     for member, prompt in members:
         settings = SampleSettings(**{k: v for k, v in member.params.items() if k in OVERRIDABLE})
         row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
-        requests.append(
-            Request(
-                encode_prompt(
-                    tokenizer, member.params.get("template", "{text}"), row, settings.max_new_tokens, context
-                ),
-                settings,
-                member.seed,
-            )
+        # the recorded max_new_tokens is the fitted one: fitting again gives the same prompt ids
+        ids, _, _ = fit_to_context(
+            encode_prompt(tokenizer, member.params.get("template", "{text}"), row), settings.max_new_tokens, context
         )
+        requests.append(Request(ids, settings, member.seed))
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
     outputs = decode_batch(

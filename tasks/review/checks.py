@@ -115,16 +115,26 @@ def repetition(words: list[str], n: int = 3) -> float:
     return round(1 - len(set(grams)) / len(grams), 4)
 
 
-def check_draft(text: str, index: NgramIndex | None, params: CheckParams) -> tuple[dict[str, Any], list[str]]:
-    """(scores, flags) for one draft; no flags means it goes to the normal queue."""
-    words = words_of(text)
+def check_draft(
+    text: str, index: NgramIndex | None, params: CheckParams, prompt: str = ""
+) -> tuple[dict[str, Any], list[str]]:
+    """(scores, flags) for one draft; no flags means it goes to the normal queue.
+
+    The draft is its prompt followed by what the model wrote: length, echo and originality judge the
+    model's part (a prompt taken from the corpus is not a copy the model made); PII and the blocklist
+    judge the whole text, as the editor will read it.
+    """
+    written = text[len(prompt) :] if prompt and text.startswith(prompt) else text
+    words, new_words = words_of(text), words_of(written)
     _, pii = scrub_pii(text)
     lowered = text.lower()
     scores: dict[str, Any] = {
         "n_words": len(words),
+        "new_words": len(new_words),
+        "echo_share": echo_share(new_words, words_of(prompt)),
         "repetition": repetition(words),
         **{f"pii_{kind}": pii.get(kind, 0) for kind in ("email", "phone", "ip")},
-        **(index.originality(text) if index is not None else {}),
+        **(index.originality(written) if index is not None else {}),
     }
     flags = []
     if index is not None and (
@@ -141,6 +151,18 @@ def check_draft(text: str, index: NgramIndex | None, params: CheckParams) -> tup
         for term in params.blocklist
         if re.search(rf"(?<!\w){re.escape(term.lower())}(?!\w)", lowered)
     ]
-    if len(words) < params.min_words:
+    if scores["echo_share"] > params.max_echo_share:
+        flags.append("echo")  # it adds nothing (share 1.0), or repeats its prompt
+    if len(new_words) < params.min_new_words:
         flags.append("too_short")
     return scores, flags
+
+
+def echo_share(written: list[str], prompt: list[str], n: int = 3) -> float:
+    """Share of the written words' n-grams that are n-grams of the prompt (1.0: it only repeats it)."""
+    if not written:
+        return 1.0
+    size = min(n, len(written))
+    grams = [tuple(written[i : i + size]) for i in range(len(written) - size + 1)]
+    source = {tuple(prompt[i : i + size]) for i in range(len(prompt) - size + 1)}
+    return round(sum(g in source for g in grams) / len(grams), 4)

@@ -15,4 +15,9 @@ class CheckParams(Params):
     max_repetition: float = Field(0.5, ge=0, le=1, description="Flag 'repetitive' above this repeated 3-gram share.")
     flag_pii: bool = Field(True, description="Flag drafts that contain e-mails, phone numbers or public IPs.")
     blocklist: list[str] = Field(default_factory=list, description="Terms that flag a draft (case-insensitive).")
-    min_words: int = Field(3, ge=0, description="Flag 'too_short' below this many words.")
+    min_new_words: int = Field(
+        3, ge=0, description="Flag 'too_short' when the model wrote fewer new words than this (the prompt not counted)."
+    )
+    max_echo_share: float = Field(
+        0.8, ge=0, le=1, description="Flag 'echo' when more of the new words' 3-grams than this repeat the prompt."
+    )

@@ -71,8 +71,8 @@ def queue_result(db: Database, run_id: str, queued: int, flagged: int, reasons: 
 def queue_draft(db: Database, draft_id: int, index: NgramIndex | None, params: CheckParams) -> list[str]:
     """Check one generated draft, store its scores and route it: pending, or flagged with the reasons
     in the event note. Returns the flags. (The sharded checks call this too.)"""
-    draft, _, _ = get_draft(db, draft_id)
-    scores, flags = check_draft(draft.original_text, index, params)
+    draft, prompt, _ = get_draft(db, draft_id)
+    scores, flags = check_draft(draft.original_text, index, params, prompt=prompt.text)
     target = DraftStatus.FLAGGED if flags else DraftStatus.PENDING
     transition(
         db,
