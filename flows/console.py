@@ -81,7 +81,7 @@ def summary_table(s: RunSummary) -> Table:
         ("Documents ingested", f"{s.documents_ingested:,}"),
         ("  kept", f"{s.documents_kept:,}"),
         ("  rejected", f"{s.documents_rejected:,}" + (f"  ({reasons})" if reasons else "")),
-        ("Tokens (train + val)", f"{s.tokens:,}  ({s.train_blocks} + {s.val_blocks} blocks)"),
+        ("Tokens (train + val)", f"{s.tokens:,}  ({s.train_blocks} + {s.val_blocks} blocks)" + _split_note(s)),
         ("Base model", s.base_model),
         ("Model version", f"{s.model_version}  ({s.model_path})"),
         ("Promotion", s.promotion),
@@ -104,3 +104,9 @@ def summary_table(s: RunSummary) -> Table:
 
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _split_note(s: RunSummary) -> str:
+    if s.val_split == "blocks":
+        return "; validation split by block: too few documents to split by document"
+    return ""

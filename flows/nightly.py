@@ -161,6 +161,7 @@ def _run_stages(
         tokens=tokens.tokens,
         train_blocks=tokens.train_blocks,
         val_blocks=tokens.val_blocks,
+        val_split=tokens.val_split,
         tokenizer_id=tokens.tokenizer.tokenizer_id,
         base_model=base.label,
         model_version=model.name,
@@ -203,6 +204,10 @@ def render_markdown(s: RunSummary) -> str:
         ("Documents kept", s.documents_kept),
         ("Documents rejected", s.documents_rejected),
         ("Tokens (train + val)", s.tokens),
+        (
+            "Validation split",
+            "by block (too few documents to split by document)" if s.val_split == "blocks" else "by document",
+        ),
         ("Base model", s.base_model),
         ("Model version", s.model_version),
         ("Promotion", s.promotion),

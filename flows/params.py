@@ -86,6 +86,7 @@ class RunSummary(BaseModel):
     tokens: int
     train_blocks: int
     val_blocks: int
+    val_split: str = "documents"  # "blocks" when the documents were too few to split by document
     tokenizer_id: str
     base_model: str
     model_version: str

@@ -49,6 +49,7 @@ class TokensRef(BaseModel):
     train_blocks: int
     val_blocks: int
     tokens: int
+    val_split: str = "documents"  # "documents" (by document hash) or "blocks" (too few documents for that)
 
 
 class ModelRef(BaseModel):

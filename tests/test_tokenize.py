@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from storage.errors import DraftflowError
-from storage.parquet_store import schema_metadata
+from storage.parquet_store import read_manifest, schema_metadata
 from storage.refs import BaseModelSpec, DatasetRef
 from storage.settings import Settings
 from tasks.clean.stage import clean_corpus
@@ -78,3 +79,39 @@ def test_corpus_too_small_for_the_block_size_is_a_user_error(settings: Settings,
     tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, params)
     with pytest.raises(DraftflowError, match="corpus too small for block size 8192"):
         tokenize_corpus(cleaned, tok, settings, params)
+
+
+def test_a_few_large_documents_are_split_by_block_and_say_so(settings: Settings, tmp_path: Path) -> None:
+    """Three long pages: at a 20% share, no document is held out. The blocks are dealt out instead."""
+    from tests.conftest import paragraph
+
+    rng = random.Random(3)
+    src = tmp_path / "pages"
+    src.mkdir()
+    for i in range(3):
+        (src / f"page{i}.txt").write_text("\n\n".join(paragraph(rng) for _ in range(12)))
+    cleaned = clean_corpus(ingest_corpus([str(src)], settings), settings)
+    params = TokenizeParams(vocab_size=320, block_size=32, val_fraction=0.05, min_frequency=1)
+    tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, params)
+    ref = tokenize_corpus(cleaned, tok, settings, params)
+    assert ref.val_split == "blocks" and ref.val_blocks >= 1 and ref.train_blocks > ref.val_blocks
+    assert ref.val_blocks == (ref.train_blocks + ref.val_blocks) // 20  # every 20th block
+    assert read_manifest(Path(ref.path) / "train")["val_split"] == "blocks"
+    assert latest_tokens(settings) == ref
+
+
+def test_a_corpus_of_one_block_names_the_option_that_fixes_it(
+    capsys: pytest.CaptureFixture[str], settings: Settings, tmp_path: Path
+) -> None:
+    from tests.cli_helpers import run_cli
+
+    src = tmp_path / "tiny"
+    src.mkdir()
+    (src / "one.txt").write_text(
+        "The module returns a value for each key in the mapping, and raises an error when the object is not "
+        "found, so that the caller can handle it with the default."
+    )
+    for args in (["ingest", str(src)], ["clean", "--min-words", "5"]):
+        assert run_cli(capsys, *args).code == 0
+    result = run_cli(capsys, "tokenize", "--vocab-size", "300", "--block-size", "64")
+    assert result.code == 1 and "lower --block-size" in result.err and "Traceback" not in result.err

@@ -26,7 +26,7 @@ from tasks.models import load_tokenizer
 from tasks.shards import Shard, worker_id
 from tasks.tokenize.packing import Packer, split_ids
 from tasks.tokenize.params import ENCODE_BATCH, TokenizeParams
-from tasks.tokenize.stage import commit_blocks, tokens_fingerprint, tokens_meta
+from tasks.tokenize.stage import commit_blocks, tokenize_corpus, tokens_fingerprint, tokens_meta
 
 log = logging.getLogger("draftflow.tokenize")
 SPLITS = {"train": False, "val": True}  # split name -> is_validation
@@ -108,9 +108,15 @@ def pack_shards(
             for shard in ordered:
                 for batch in iter_batches(location(shard.output) / split, batch_size=1 << 20):
                     packer.add_batch(batch.column(0).to_numpy())
-        ref = commit_blocks(
-            clean, tok, params, settings, str(out), fp, meta, (train_w, packers["train"]), (val_w, packers["val"])
-        )
+        if packers["train"].blocks == 0 or packers["val"].blocks == 0:
+            by_block = True  # too few documents to split by document: the in-process stage splits by block
+        else:
+            by_block = False
+            ref = commit_blocks(
+                clean, tok, params, settings, str(out), fp, meta, (train_w, packers["train"]), (val_w, packers["val"])
+            )
+    if by_block:  # a corpus this small gains nothing from shards
+        return tokenize_corpus(clean, tok, settings, params, split="blocks")
     log.info(
         "packed %d tokens from %d shards into %d train + %d val blocks of %d (%.1f s)",
         ref.tokens,

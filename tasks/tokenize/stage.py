@@ -24,7 +24,7 @@ from storage.schemas import tokens_schema
 from storage.settings import Settings
 from tasks.models import load_tokenizer
 from tasks.tokenize.bpe import prepare_tokenizer, use_both_cores
-from tasks.tokenize.packing import Packer, split_ids
+from tasks.tokenize.packing import BlockSplitPacker, Packer, all_ids, split_ids
 from tasks.tokenize.params import ENCODE_BATCH, TokenizeParams
 
 log = logging.getLogger("draftflow.tokenize")
@@ -56,8 +56,15 @@ def _encoded_batches(backend: Any, clean_dir: Path) -> Iterator[tuple[pa.RecordB
             yield pending[0], pending[1].result()
 
 
-def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings, params: TokenizeParams) -> TokensRef:
-    """Encode `corpus/clean` with `encode_batch`, pack blocks, write train/val token datasets."""
+def tokenize_corpus(
+    clean: DatasetRef, tok: TokenizerRef, settings: Settings, params: TokenizeParams, split: str = "documents"
+) -> TokensRef:
+    """Encode `corpus/clean` with `encode_batch`, pack blocks, write train/val token datasets.
+
+    Documents go to train or validation by their id hash. When that leaves either side without a
+    block (a few documents, or a few large ones), the corpus is packed again and split by block
+    instead, and the reference and the log say so.
+    """
     require_dataset(Path(clean.path), "clean corpus", "run `draftflow clean` first")
     use_both_cores()
     backend = load_tokenizer(tok.path).backend_tokenizer
@@ -68,13 +75,38 @@ def tokenize_corpus(clean: DatasetRef, tok: TokenizerRef, settings: Settings, pa
     fp = tokens_fingerprint(clean, tok, params)
     with DatasetWriter(out / "train", schema) as train_w, DatasetWriter(out / "val", schema) as val_w:
         packers = {False: Packer(train_w, params.block_size, dtype), True: Packer(val_w, params.block_size, dtype)}
+        by_block = BlockSplitPacker(packers[False], packers[True], params.val_fraction)
         for batch, encodings in _encoded_batches(backend, Path(clean.path)):
+            if split == "blocks":
+                by_block.add_batch(all_ids(encodings, tok.eos_id))
+                continue
             ids = split_ids(batch, encodings, tok.eos_id, params.val_fraction)
-            for split, packer in packers.items():
-                packer.add_batch(ids[split])
-        ref = commit_blocks(
-            clean, tok, params, settings, str(out), fp, meta, (train_w, packers[False]), (val_w, packers[True])
-        )
+            for side, packer in packers.items():
+                packer.add_batch(ids[side])
+        if split == "documents" and (packers[False].blocks == 0 or packers[True].blocks == 0):
+            log.warning(
+                "%d documents give %d training and %d validation blocks by document: splitting by block instead",
+                clean.rows,
+                packers[False].blocks,
+                packers[True].blocks,
+            )
+            retry_by_block = True  # leaving the block without a commit discards the staged blocks
+        else:
+            retry_by_block = False
+            ref = commit_blocks(
+                clean,
+                tok,
+                params,
+                settings,
+                str(out),
+                fp,
+                meta,
+                (train_w, packers[False]),
+                (val_w, packers[True]),
+                split,
+            )
+    if retry_by_block:
+        return tokenize_corpus(clean, tok, settings, params, split="blocks")
     log.info(
         "packed %d tokens into %d train + %d val blocks of %d",
         ref.tokens,
@@ -109,16 +141,18 @@ def commit_blocks(
     meta: dict[str, str],
     train: tuple[Any, Any],
     val: tuple[Any, Any],
+    split: str = "documents",
 ) -> TokensRef:
     """Commit the packed train and val blocks ((writer, packer) pairs) and point tokens/latest.json at
     them. Shared by the in-process and the sharded tokenize (tasks/tokenize/shards.py)."""
     (train_w, train_p), (val_w, val_p) = train, val
     if train_p.blocks == 0 or val_p.blocks == 0:
         raise DraftflowError(
-            f"corpus too small for block size {params.block_size}: {train_p.blocks} training and "
-            f"{val_p.blocks} validation blocks; lower --block-size or add documents"
+            f"corpus too small for block size {params.block_size}: {train_p.tokens + val_p.tokens} tokens make "
+            f"{train_p.blocks + val_p.blocks} block(s), and training needs 2 or more; lower --block-size "
+            f"(tokenize.block_size in a --config file) or add documents"
         )
-    manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, **meta}
+    manifest = {"stage": "tokenize", "fingerprint": fp, "corpus": clean.fingerprint, "val_split": split, **meta}
     train_w.commit({**manifest, "split": "train"})
     val_w.commit({**manifest, "split": "val"})
     ref = TokensRef(
@@ -130,6 +164,7 @@ def commit_blocks(
         train_blocks=train_p.blocks,
         val_blocks=val_p.blocks,
         tokens=train_p.tokens + val_p.tokens,
+        val_split=split,
     )
     (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
     return ref
@@ -161,6 +196,7 @@ def committed_tokens(
         train_blocks=train["rows"],
         val_blocks=val["rows"],
         tokens=(train["rows"] + val["rows"]) * params.block_size,
+        val_split=train.get("val_split", "documents"),
     )
     (settings.tokens_dir / "latest.json").write_text(ref.model_dump_json(indent=2))
     return ref
