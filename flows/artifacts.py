@@ -16,7 +16,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from storage.refs import ModelRef
+from storage.refs import DatasetRef, ModelRef
 
 
 class PrefectProgress:
@@ -39,6 +39,24 @@ class PrefectProgress:
         else:
             return
         self._last = now
+
+
+def publish_clean(ref: DatasetRef, sharded: bool = False) -> None:
+    """The per-step table of a clean run (documents, MB, seconds, drops), and each source's profile
+    with the decimation warnings, loud, at the top."""
+    publish_clean_steps(ref.report, sharded)
+    lines = ["# Cleaning by source", ""]
+    lines += [f"**Warning:** {_md(warning)}" + "\n" for warning in ref.warnings]
+    lines += [
+        "| source | profile |",
+        "|---|---|",
+        *[f"| {_md(s)} | {_md(p)} |" for s, p in sorted(ref.profiles.items())],
+    ]
+    create_markdown_artifact("\n".join(lines), key="clean-sources", description="Each source's profile; warnings")
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def publish_clean_steps(report: list[dict[str, Any]], sharded: bool = False) -> None:

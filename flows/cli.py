@@ -30,7 +30,7 @@ from storage.db import Database, open_database  # noqa: E402
 from storage.errors import DraftflowError  # noqa: E402
 from storage.params import first_problem  # noqa: E402
 from storage.settings import HOME_ENV, Settings  # noqa: E402
-from tasks.clean.params import CleanParams, QualityThresholds  # noqa: E402
+from tasks.clean.params import PROFILES, CleanParams, QualityThresholds  # noqa: E402
 from tasks.generate.params import GenerationParams  # noqa: E402
 from tasks.ingest.params import IngestOptions  # noqa: E402
 from tasks.tokenize.params import TokenizeParams  # noqa: E402
@@ -98,6 +98,11 @@ def run(
     prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines or JSONL).")] = None,
     base_model: BaseModelOpt = None,
     config: Annotated[Path | None, _config(NightlyParams)] = None,
+    clean_config: Annotated[
+        Path | None, typer.Option(help="JSON file with CleanParams fields: the clean section of the night.")
+    ] = None,
+    profile: Annotated[str | None, option(CleanParams, "profile")] = None,
+    strict: Annotated[bool | None, option(CleanParams, "strict", "--strict/--no-strict")] = None,
     run_id: Annotated[str | None, option(NightlyParams, "run_id", "--run-id")] = None,
     max_train_minutes: Annotated[float | None, option(TrainParams, "max_minutes", "--max-train-minutes")] = None,
     max_train_steps: Annotated[int | None, option(TrainParams, "max_steps", "--max-train-steps")] = None,
@@ -119,6 +124,7 @@ def run(
     params = build(
         NightlyParams,
         config,
+        {"clean": clean_config},
         corpus=("--corpus", corpus or None),
         prompts_file=("--prompts", str(prompts) if prompts else None),
         base_model=("--base-model", base_model),
@@ -133,6 +139,8 @@ def run(
             "generation.max_new_tokens": ("--max-new-tokens", max_new_tokens),
             "generation.temperature": ("--temperature", temperature),
             "generation.top_p": ("--top-p", top_p),
+            "clean.profile": ("--profile", profile),
+            "clean.strict": ("--strict", strict),
             "tokenize.vocab_size": ("--vocab-size", vocab_size),
             "tokenize.block_size": ("--block-size", block_size),
             "scale.shards": ("--shards", shards),
@@ -151,6 +159,7 @@ def run(
         console.print_json(summary.model_dump(mode="json"))
         return
     console.out.print(console.summary_table(summary))
+    console.print_sources({}, summary.warnings)
     console.out.print(f"\nData, models and the drafts database are in {summary.home}", markup=False)
     console.out.print(f"Review the drafts:  {console.command('review list --status pending')}", markup=False)
 
@@ -168,6 +177,14 @@ def ingest(
     ] = None,
     split: Annotated[str | None, option(IngestOptions, "split")] = None,
     separator: Annotated[str | None, option(IngestOptions, "separator")] = None,
+    max_chars: Annotated[int | None, option(IngestOptions, "max_chars")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Cleaning profile of these sources (web, short-form, dialogue, long-form, docs); "
+            "NAME=PATH:PROFILE sets one source's."
+        ),
+    ] = None,
 ) -> None:
     """Bring corpus/raw up to date: new and changed files are read, unchanged ones carried over."""
     _stage_logging()
@@ -183,8 +200,11 @@ def ingest(
         exclude=("--exclude", exclude or None),
         split=("--split", split),
         separator=("--separator", separator),
+        max_chars=("--max-chars", max_chars),
     )
-    ref = ingest_corpus(paths, _settings(), options)
+    if profile is not None and profile not in PROFILES:
+        raise DraftflowError(f"invalid --profile {profile}: one of {', '.join(PROFILES)}")
+    ref = ingest_corpus(paths, _settings(), options, profile=profile)
     _print_stats("ingest", ref.path, ref.stats)
 
 
@@ -203,6 +223,8 @@ def clean(
         ),
     ] = None,
     near_dedup: Annotated[bool | None, option(CleanParams, "dedup_near", "--near-dedup/--no-near-dedup")] = None,
+    profile: Annotated[str | None, option(CleanParams, "profile")] = None,
+    strict: Annotated[bool | None, option(CleanParams, "strict", "--strict/--no-strict")] = None,
 ) -> None:
     """Repair, filter (Gopher/C4/FineWeb), scrub PII and deduplicate corpus/raw into corpus/clean."""
     _stage_logging()
@@ -215,6 +237,8 @@ def clean(
         CleanParams,
         config,
         dedup_near=("--near-dedup", near_dedup),
+        profile=("--profile", profile),
+        strict=("--strict", strict),
         **{
             "thresholds.min_words": ("--min-words", min_words),
             "thresholds.allowed_languages": ("--languages", allowed),
@@ -231,6 +255,7 @@ def clean(
             highlight=False,
             soft_wrap=True,
         )
+    console.print_sources(ref.profiles, ref.warnings)
 
 
 @app.command()

@@ -59,13 +59,23 @@ def read_config(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def build(model: type[M], config: Path | None = None, **given: tuple[str, Any]) -> M:
-    """The model from its defaults, then the config file, then the options the user gave.
+def build(
+    model: type[M],
+    config: Path | None = None,
+    sections: dict[str, Path | None] | None = None,
+    /,
+    **given: tuple[str, Any],
+) -> M:
+    """The model from its defaults, then the config file, then section files, then the options given.
 
-    `given` maps a dotted field path (`training.max_minutes`) to (the option's flag, its value);
-    a value of None means the option was not given and changes nothing.
+    `sections` maps a field (`clean`) to a file with that field's model (`--clean-config`), which
+    replaces the config file's section. `given` maps a dotted field path (`training.max_minutes`) to
+    (the option's flag, its value); a value of None means the option was not given and changes nothing.
     """
     values = read_config(config)
+    for section, file in (sections or {}).items():
+        if file is not None:
+            values[section] = read_config(file)
     for path, (_, value) in given.items():
         if value is not None:
             _set(values, path.split("."), value)

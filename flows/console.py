@@ -70,6 +70,14 @@ def command(args: str) -> str:
     return f"{shown} {args}"
 
 
+def print_sources(profiles: dict[str, str], warnings: list[str]) -> None:
+    """Each source's cleaning profile, then the decimation warnings: on stderr, in yellow, never hidden."""
+    for source, profile in sorted(profiles.items()):
+        out.print(Text(f"  source {source}: cleaned as {profile}"), highlight=False, soft_wrap=True)
+    for warning in warnings:
+        err.print(Text("warning: ", style="bold yellow") + Text(warning), highlight=False, soft_wrap=True)
+
+
 def summary_table(s: RunSummary) -> Table:
     table = Table(title=Text(f"draftflow nightly run {s.run_id}"), show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -81,6 +89,7 @@ def summary_table(s: RunSummary) -> Table:
         ("Documents ingested", f"{s.documents_ingested:,}"),
         ("  kept", f"{s.documents_kept:,}"),
         ("  rejected", f"{s.documents_rejected:,}" + (f"  ({reasons})" if reasons else "")),
+        ("Profiles", "; ".join(f"{k}: {v}" for k, v in sorted(s.profiles.items())) or "-"),
         ("Tokens (train + val)", f"{s.tokens:,}  ({s.train_blocks} + {s.val_blocks} blocks)" + _split_note(s)),
         ("Base model", s.base_model),
         ("Model version", f"{s.model_version}  ({s.model_path})"),

@@ -82,6 +82,8 @@ class RunSummary(BaseModel):
     sample_drafts: list[dict[str, str]] = Field(default_factory=list)  # a few (prompt, draft) pairs
     leases_expired: int = 0  # claims swept back to the queue at the start of the night
     clean_steps: list[dict[str, Any]]  # per cleaning step: documents, megabytes, seconds, drops
+    profiles: dict[str, str] = Field(default_factory=dict)  # each source's cleaning profile, and why
+    warnings: list[str] = Field(default_factory=list)  # sources that lost most of their documents in cleaning
     corpus_fingerprint: str
     tokens: int
     train_blocks: int

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import PrefectProgress, publish_clean_steps, publish_generate_samples, publish_training_artifacts
+from flows.artifacts import PrefectProgress, publish_clean, publish_generate_samples, publish_training_artifacts
 from flows.caching import CACHE_FOR, clean_key, ingest_key, tokenize_key
 from storage.db import open_database
 from storage.errors import DraftflowError
@@ -63,7 +63,7 @@ def ingest(sources: list[str], settings: Settings, options: IngestOptions) -> Da
 def clean(raw: DatasetRef, settings: Settings, params: CleanParams) -> DatasetRef:
     """`corpus/raw` -> `corpus/clean` + `corpus/rejected/clean`, with a per-step table."""
     ref = clean_corpus(raw, settings, params)
-    publish_clean_steps(ref.report)
+    publish_clean(ref)
     return ref
 
 
@@ -85,11 +85,11 @@ def clean_shard_task(shard: Shard, params: CleanParams) -> CleanShardResult:
 
 @task(name="clean-merge", cache_policy=NO_CACHE)
 def merge_clean_task(
-    raw: DatasetRef, shards: list[CleanShardResult], settings: Settings, params: CleanParams
+    raw: DatasetRef, shards: list[CleanShardResult], settings: Settings, params: CleanParams, profiles: dict[str, str]
 ) -> DatasetRef:
     """Dedup in corpus order, then the atomic commit (in the flow's process)."""
-    ref = merge_clean_shards(raw, shards, settings, params)
-    publish_clean_steps(ref.report, sharded=True)
+    ref = merge_clean_shards(raw, shards, settings, params, profiles)
+    publish_clean(ref, sharded=True)
     return ref
 
 

@@ -45,6 +45,7 @@ from storage.parquet_store import count_rows, remove_tree, require_dataset
 from storage.refs import BaseModelSpec, DatasetRef, TokensRef
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
+from tasks.clean.profiles import resolve_profiles
 from tasks.clean.shards import committed_clean
 from tasks.review.params import CheckParams
 from tasks.review.shards import merge_ranges, plan_ranges
@@ -145,8 +146,9 @@ def clean_sharded(raw: DatasetRef, settings: Settings, params: CleanParams, shar
     try:
         parts = plan(str(settings.raw_dir), rows, shards, scratch, "clean")
         log.info("clean: %d documents in %d shards", rows, len(parts))
-        results = gather("clean", clean_shard_task.map(parts, unmapped(params)))
-        return merge_clean_task(raw, results, settings, params)
+        resolved, profiles = resolve_profiles(params, settings.raw_dir)  # once, before the shards
+        results = gather("clean", clean_shard_task.map(parts, unmapped(resolved)))
+        return merge_clean_task(raw, results, settings, params, profiles)
     finally:
         remove_tree(scratch)
 

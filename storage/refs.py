@@ -16,6 +16,8 @@ class DatasetRef(BaseModel):
     rows: int
     stats: dict[str, int] = Field(default_factory=dict)
     report: list[dict[str, Any]] = Field(default_factory=list)  # per-step table (clean)
+    profiles: dict[str, str] = Field(default_factory=dict)  # clean: each source's profile and why
+    warnings: list[str] = Field(default_factory=list)  # clean: sources that lost most of their documents
 
 
 def dataset_ref(directory: str | Path, what: str, fix: str) -> DatasetRef:

@@ -11,8 +11,9 @@ from storage.parquet_store import iter_batches, read_manifest
 from storage.settings import Settings
 from tasks.clean.dedup import NearDeduper, simplify_text
 from tasks.clean.language import identify
-from tasks.clean.params import CleanParams, QualityThresholds, short_form
+from tasks.clean.params import CleanParams, QualityThresholds, SourceProfile, SourceThresholds
 from tasks.clean.pii import scrub_pii
+from tasks.clean.profiles import thresholds_for
 from tasks.clean.quality import first_failure, score_document
 from tasks.clean.stage import clean_corpus
 from tasks.clean.steps import normalize_text
@@ -113,7 +114,7 @@ def test_c4_and_fineweb_rules() -> None:
 def test_short_form_thresholds_keep_what_web_thresholds_drop() -> None:
     docstring = "Return the number of items in the queue."
     assert verdict(docstring) == "gopher_too_few_words"
-    assert verdict(docstring, short_form("python-stdlib-docs")) is None
+    assert verdict(docstring, thresholds_for("short-form")) is None
 
 
 def test_language_identification() -> None:
@@ -192,9 +193,19 @@ def test_thresholds_are_set_per_source(settings: Settings, tmp_path: Path) -> No
     (tmp_path / "pages").mkdir()
     (tmp_path / "pages" / "b.txt").write_text("A compact kettle that boils water in two minutes.")
     raw = ingest_corpus([str(tmp_path / "blurbs"), str(tmp_path / "pages")], settings)
-    ref = clean_corpus(raw, settings, CleanParams(per_source=[short_form("blurbs")], dedup_near=False))
+    params = CleanParams(profile="web", profiles=[SourceProfile(source="blurbs", profile="short-form")])
+    ref = clean_corpus(raw, settings, params.model_copy(update={"dedup_near": False}))
     assert [r["source"] for r in rows(settings.clean_dir)] == ["blurbs"]
     assert ref.stats["rejected_gopher_too_few_words"] == 1
+    assert ref.profiles == {"blurbs": "short-form (set in profiles)", "pages": "web (set by --profile)"}
+    # a per_source entry overrides the thresholds it names, on top of the source's profile
+    strict_blurbs = CleanParams(
+        profile="web",
+        profiles=[SourceProfile(source="blurbs", profile="short-form")],
+        per_source=[SourceThresholds(source="blurbs", min_words=20)],
+    )
+    with pytest.raises(DraftflowError, match=r"all 2 were rejected \(2 gopher_too_few_words\)"):
+        clean_corpus(raw, settings, strict_blurbs.model_copy(update={"dedup_near": False}))
 
 
 def test_empty_corpus_after_cleaning_is_a_user_error(settings: Settings, tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_corpus_that_cleans_to_nothing(capsys: pytest.CaptureFixture[str], setti
     (tmp_path / "c" / "a.txt").write_text("This is far too short to keep.")
     (tmp_path / "c" / "b.bin").write_bytes(b"\x00\x01")
     assert run_cli(capsys, "ingest", str(tmp_path / "c")).code == 0
-    result = run_cli(capsys, "clean")
+    result = run_cli(capsys, "clean", "--profile", "web")  # auto would clean a 7-word text as short-form
     assert result.code == 1
     assert result.err.strip().startswith(
         "error: no documents left after cleaning: all 1 were rejected (1 gopher_too_few_words)"

@@ -6,6 +6,9 @@ from pydantic import Field
 
 from storage.params import Params
 
+PROFILES = ("web", "short-form", "dialogue", "long-form", "docs")  # tasks/clean/profiles.py: what each one means
+PROFILE_PATTERN = f"^({'|'.join(PROFILES)})$"
+
 
 class QualityThresholds(Params):
     """One source's thresholds; defaults are the published web-text values. None turns a rule off."""
@@ -67,42 +70,44 @@ class QualityThresholds(Params):
 
 
 class SourceThresholds(QualityThresholds):
-    """Thresholds for the documents of one source (matched by source name)."""
+    """Thresholds for the documents of one source (matched by source name); the fields given override
+    the source's profile, the others keep the profile's values."""
 
     source: str = Field(..., description="Source name, e.g. 'python-stdlib-docs' or the NAME of NAME=PATH.")
 
 
-def short_form(source: str) -> SourceThresholds:
-    """For short technical texts (docstrings, product blurbs): web thresholds would wipe them out."""
-    return SourceThresholds(
-        source=source,
-        min_words=5,
-        min_mean_word_length=2.0,
-        max_mean_word_length=15.0,
-        max_symbol_word_ratio=0.5,
-        min_alpha_words_ratio=0.5,
-        min_stop_words=None,
-        max_dup_line_char_ratio=0.3,
-        min_line_punct_ratio=None,
-        max_short_line_ratio=None,
-        max_char_dup_ratio=None,
-        max_newline_ratio=None,
-        max_top_ngram_ratios=[None, None, None],
-        max_dup_ngram_ratios=[0.25, 0.24, 0.23, 0.22, 0.21, 0.20],
-        allowed_languages=[],
-    )
+class SourceProfile(Params):
+    """The cleaning profile of one source (matched by source name)."""
+
+    source: str = Field(..., description="Source name, e.g. 'python-stdlib-docs' or the NAME of NAME=PATH.")
+    profile: str = Field(..., pattern=PROFILE_PATTERN, description="web, short-form, dialogue, long-form or docs.")
 
 
 class CleanParams(Params):
-    """Cleaning steps and thresholds; `per_source` overrides the defaults for named sources."""
+    """Cleaning steps and thresholds. A source's thresholds are, in order: its `per_source` entry, its
+    entry in `profiles`, the profile its ingest named (`NAME=PATH:profile`), then `profile`."""
 
+    profile: str = Field(
+        "auto",
+        pattern=f"^(auto|{PROFILE_PATTERN[2:-2]})$",
+        description="Profile of sources without their own: auto (chosen per source from its documents), web, "
+        "short-form, dialogue, long-form or docs.",
+    )
+    profiles: list[SourceProfile] = Field(
+        default_factory=lambda: [SourceProfile(source="python-stdlib-docs", profile="short-form")],
+        description="Profiles of named sources.",
+    )
     thresholds: QualityThresholds = Field(
-        default_factory=QualityThresholds, description="Thresholds for sources not listed below (web-text values)."
+        default_factory=QualityThresholds, description="The web profile's thresholds (the published values)."
     )
     per_source: list[SourceThresholds] = Field(
-        default_factory=lambda: [short_form("python-stdlib-docs")],
-        description="Per-source thresholds; short-form sources must not get web thresholds.",
+        default_factory=list,
+        description="Thresholds of named sources: the ones given override those of the source's profile.",
     )
+    max_drop_share: float = Field(
+        0.5, ge=0, le=1, description="Warn when cleaning drops more than this share of a source's documents."
+    )
+    strict: bool = Field(False, description="Fail the run instead of warning when a source is decimated.")
     fix_unicode: bool = Field(True, description="Repair mojibake with ftfy (conservative settings).")
     scrub_pii: bool = Field(True, description="Replace e-mails, phone numbers and public IPs with placeholders.")
     phone_regions: list[str] = Field(

@@ -135,19 +135,26 @@ def committed_clean(raw: DatasetRef, settings: Settings, params: CleanParams) ->
         rows=manifest["rows"],
         stats=manifest["stats"],
         report=manifest["steps"],
+        profiles=manifest.get("profiles", {}),
+        warnings=manifest.get("warnings", []),
     )
 
 
 def merge_clean_shards(
-    raw: DatasetRef, shards: list[CleanShardResult], settings: Settings, params: CleanParams
+    raw: DatasetRef,
+    shards: list[CleanShardResult],
+    settings: Settings,
+    params: CleanParams,
+    profiles: dict[str, str],
 ) -> DatasetRef:
-    """Dedup over the shard outputs in corpus order; commit `corpus/clean` and `corpus/rejected/clean`."""
+    """Dedup over the shard outputs in corpus order; commit `corpus/clean` and `corpus/rejected/clean`.
+    (The shards got the parameters with the sources' profiles resolved; `params` are the user's.)"""
     cleaner = Cleaner(params)
     for shard in shards:
         for name, counted in shard.steps.items():
             _add_stats(cleaner.steps[name], counted)
     started = time.perf_counter()
-    ref = write_clean_outputs(raw, settings, params, cleaner, _deduplicated(cleaner, shards))
+    ref = write_clean_outputs(raw, settings, params, cleaner, _deduplicated(cleaner, shards), profiles)
     log.info("clean: merged %d shards with exact and near dedup in %.1f s", len(shards), time.perf_counter() - started)
     return ref
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
+from tasks.clean.params import PROFILES as PROFILE_NAMES
 from tasks.ingest import formats
 from tasks.ingest.limits import BoundedLines, looks_binary, split_record, text_parts
 from tasks.ingest.params import IngestOptions
@@ -38,15 +39,18 @@ _MARKUP_FACTOR = 4  # bytes of HTML, JSON or CSV a document of max_chars charact
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """`NAME=PATH`, a plain path (named after its stem) or a built-in source name."""
+    """`NAME=PATH`, a plain path (named after its stem) or a built-in source name, each optionally with
+    `:PROFILE`, the cleaning profile of the source (`sayings=quotes.jsonl:short-form`)."""
 
     name: str
     path: Path | None  # None for built-in sources
+    profile: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> SourceSpec:
+        spec, profile = _profile_suffix(spec)
         if spec in BUILTIN_SOURCES:
-            return cls(name=spec, path=None)
+            return cls(name=spec, path=None, profile=profile)
         name, sep, raw_path = spec.partition("=")
         if not sep or "/" in name or not name:
             name, raw_path = "", spec
@@ -58,7 +62,17 @@ class SourceSpec:
             )
         resolved = path.resolve()
         stem = resolved.name.split(".")[0] if resolved.is_file() else resolved.name
-        return cls(name=name or stem or "corpus", path=resolved)
+        return cls(name=name or stem or "corpus", path=resolved, profile=profile)
+
+
+def _profile_suffix(spec: str) -> tuple[str, str | None]:
+    """`PATH:short-form` -> (`PATH`, `short-form`); a colon that names no profile is part of the path."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail in PROFILE_NAMES:
+        return head, tail
+    if sep and tail and not Path(spec).exists() and "/" not in tail and tail.islower() and len(tail) < 20:
+        raise DraftflowError(f"unknown profile '{tail}' in '{spec}' (one of: {', '.join(PROFILE_NAMES)})")
+    return spec, None
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ class _Tally:
     index: dict[str, FileEntry] = field(default_factory=dict)  # file -> its FILE_INDEX row
 
 
-def ingest_corpus(sources: Sequence[str], settings: Settings, options: IngestOptions | None = None) -> DatasetRef:
+def ingest_corpus(
+    sources: Sequence[str], settings: Settings, options: IngestOptions | None = None, profile: str | None = None
+) -> DatasetRef:
     """Bring `corpus/raw` up to date with the sources. Stats: seen = documents + rejected."""
     options = options or IngestOptions()
     if not sources:
@@ -78,11 +80,14 @@ def ingest_corpus(sources: Sequence[str], settings: Settings, options: IngestOpt
                 _read_unit(unit, raw, rejected, now, tally)
         tally.index.update({row["file"]: row for row in _carried_index(settings, carried)})
         stats = _stats(raw.rows_written, rejected.rows_written, tally)
-        fp = fingerprint(sorted((r["file"], r["hash"]) for r in tally.index.values()), CODE_VERSION)
+        # the cleaning profile a source was given here (NAME=PATH:profile, or --profile for all of them)
+        profiles = {s.name: s.profile or profile for s in specs if s.profile or profile}
+        fp = fingerprint(sorted((r["file"], r["hash"]) for r in tally.index.values()), profiles, CODE_VERSION)
         manifest = {
             "stage": STAGE,
             "fingerprint": fp,
             "sources": [s.name for s in specs],
+            "profiles": profiles,
             "options": options.model_dump(),
             "created_at": now.isoformat(),
             "stats": stats,
