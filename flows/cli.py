@@ -344,6 +344,9 @@ def generate(
         Path | None, typer.Option("--prompts", "-p", help="Prompts file (lines, JSONL, CSV, Parquet).")
     ] = None,
     prompts_from_db: Annotated[bool, typer.Option(help="Use the prompts table instead of a file.")] = False,
+    from_corpus: Annotated[
+        bool, typer.Option(help="Prompt with the openings of held-out documents of the clean corpus.")
+    ] = False,
     category: Annotated[str | None, typer.Option(help="With --prompts-from-db: only this category.")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (v0003); default: the latest.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Resume this run: only missing drafts are made.")] = None,
@@ -359,7 +362,7 @@ def generate(
     from storage.refs import ModelRef
     from storage.registry import get_model_version, latest_model_version
     from storage.runs import finish_run, start_run
-    from tasks.generate.prompts import load_prompts, prompts_from_table
+    from tasks.generate.prompts import load_prompts, prompts_from_corpus, prompts_from_table
     from tasks.generate.stage import generate_drafts
     from tasks.review.stage import corpus_index, queue_run
 
@@ -373,7 +376,11 @@ def generate(
         top_p=("--top-p", top_p),
         seed=("--seed", seed),
     )
-    rows = prompts_from_table(db, category) if prompts_from_db else load_prompts(prompts)
+    if from_corpus:
+        rows, where = prompts_from_corpus(_settings().clean_dir)
+        console.out.print(f"prompts: {where}", markup=False, highlight=False)
+    else:
+        rows = prompts_from_table(db, category) if prompts_from_db else load_prompts(prompts)
     info = get_model_version(db, model) if model else latest_model_version(db)
     if info is None:
         raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")

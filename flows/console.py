@@ -97,6 +97,7 @@ def summary_table(s: RunSummary) -> Table:
         ("Training steps", str(s.train_steps)),
         ("Train loss", _f(s.train_loss)),
         ("Validation loss", _f(s.val_loss) + (f"  (perplexity {s.perplexity:.1f})" if s.perplexity else "")),
+        ("Prompts", s.prompts or "-"),
         ("Drafts queued", f"{s.drafts_queued}  (generation {s.generate_tokens_per_second:.0f} tokens/s)"),
         (
             "  flagged",

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.caching import still_on_disk
-from flows.params import NightlyParams, RunSummary, ScaleParams
+from flows.params import DEFAULT_CORPUS, NightlyParams, RunSummary, ScaleParams
 from flows.prefect_tasks import clean, editor_feedback, fine_tune, generate, ingest, sweep_leases, tokenize
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
@@ -135,7 +135,17 @@ def _run_stages(
         ),
     )
     generated = _timed(
-        seconds, "generate", lambda: generate(model, params.prompts_file, params.generation, settings, run_id)
+        seconds,
+        "generate",
+        lambda: generate(
+            model,
+            params.prompts_file,
+            params.generation,
+            settings,
+            run_id,
+            corpus=cleaned if params.corpus != [DEFAULT_CORPUS] else None,  # drafts about the user's corpus
+            val_fraction=params.tokenize.val_fraction,
+        ),
     )
     queued = _timed(seconds, "queue_for_review", lambda: queue_stage(run_id, settings, cleaned, params.checks, scale))
     reasons = {
@@ -157,6 +167,7 @@ def _run_stages(
         leases_expired=swept,
         sample_drafts=generated.samples[:5],
         clean_steps=cleaned.report,
+        prompts=generated.prompts_source,
         profiles=cleaned.profiles,
         warnings=cleaned.warnings,
         corpus_fingerprint=cleaned.fingerprint,
@@ -219,6 +230,7 @@ def render_markdown(s: RunSummary) -> str:
         ("Perplexity", _fmt(s.perplexity)),
         ("Drafts queued", s.drafts_queued),
         ("Drafts flagged", s.drafts_flagged),
+        ("Prompts", _cell(s.prompts) or "-"),
         ("Generation tokens/s", s.generate_tokens_per_second),
     ]
     lines = [

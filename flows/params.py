@@ -40,7 +40,11 @@ class NightlyParams(Params):
     learn_from_editors: bool = Field(
         True, description="Add the drafts editors approved on earlier nights to the corpus (source editor-approved)."
     )
-    prompts_file: str | None = Field(None, description="Prompts file (lines or JSONL); empty = shipped defaults.")
+    prompts_file: str | None = Field(
+        None,
+        description="Prompts file (lines or JSONL); empty = the openings of held-out documents of your corpus "
+        "(the shipped prompts for the embedded corpus).",
+    )
     base_model: str | None = Field(
         None,
         description="Empty: continue from the latest model version (scratch if none). "
@@ -83,6 +87,7 @@ class RunSummary(BaseModel):
     leases_expired: int = 0  # claims swept back to the queue at the start of the night
     clean_steps: list[dict[str, Any]]  # per cleaning step: documents, megabytes, seconds, drops
     profiles: dict[str, str] = Field(default_factory=dict)  # each source's cleaning profile, and why
+    prompts: str = ""  # where the night's prompts came from
     warnings: list[str] = Field(default_factory=list)  # sources that lost most of their documents in cleaning
     corpus_fingerprint: str
     tokens: int

@@ -16,6 +16,7 @@ from flows.artifacts import PrefectProgress, publish_clean, publish_generate_sam
 from flows.caching import CACHE_FOR, clean_key, ingest_key, tokenize_key
 from storage.db import open_database
 from storage.errors import DraftflowError
+from storage.locations import location
 from storage.refs import BaseModelSpec, DatasetRef, ModelRef, TokenizerRef, TokensRef
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
@@ -134,20 +135,32 @@ def fine_tune(
 
 @task(name="generate", cache_policy=NO_CACHE)
 def generate(
-    model: ModelRef, prompts_file: str | None, params: GenerationParams, settings: Settings, run_id: str
+    model: ModelRef,
+    prompts_file: str | None,
+    params: GenerationParams,
+    settings: Settings,
+    run_id: str,
+    corpus: DatasetRef | None = None,
+    val_fraction: float = 0.05,
 ) -> GenerateResult:
-    """Drafts for every prompt x sample of this run that is not there yet."""
-    from tasks.generate.prompts import load_prompts
+    """Drafts for every prompt x sample of this run that is not there yet. Prompts come from the file,
+    else from `corpus` (the openings of its held-out documents) when given, else the shipped ones."""
+    from tasks.generate.prompts import load_prompts, prompts_from_corpus
     from tasks.generate.stage import generate_drafts
 
+    if prompts_file or corpus is None:
+        prompts, source = load_prompts(prompts_file), f"the prompts file {prompts_file or '(shipped defaults)'}"
+    else:
+        prompts, source = prompts_from_corpus(location(corpus.path), val_fraction=val_fraction)
     result = generate_drafts(
         model,
-        load_prompts(prompts_file),
+        prompts,
         params,
         open_database(settings.database_url),
         run_id,
         progress=PrefectProgress("generate-progress", "Generating drafts"),
     )
+    result.prompts_source = source
     publish_generate_samples(result.samples, result.tokens_per_second, result.drafts_new)
     return result
 

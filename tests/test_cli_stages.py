@@ -160,3 +160,10 @@ def test_options_show_the_models_defaults_and_bounds(
     monkeypatch.setenv("COLUMNS", "300")  # one help line per option
     shown = run_cli(capsys, "finetune", "--help").out
     assert f"default: {TrainParams().max_steps}" in shown and ">= 1" in shown
+
+
+def test_generate_can_prompt_with_the_corpus(
+    capsys: pytest.CaptureFixture[str], settings: Settings, tiny_model: object
+) -> None:
+    done = run_cli(capsys, "generate", "--from-corpus", "--max-new-tokens", "4", "--samples-per-prompt", "1")
+    assert done.code == 0 and "prompts: the openings of" in done.out and "drafts_new" in done.out

@@ -13,6 +13,7 @@ from storage.errors import DraftflowError
 from storage.models import Draft, ReviewEvent
 from storage.refs import ModelRef
 from storage.runs import start_run
+from storage.settings import Settings
 from tasks.generate.params import GenerationParams
 from tasks.generate.prompts import default_prompts_path, load_prompts
 from tasks.generate.stage import generate_drafts
@@ -274,3 +275,27 @@ def test_max_new_tokens_with_no_room_for_a_prompt_is_a_one_line_error(
     made = drafts(db, "run-room")
     assert {d.scores["fitted_to_context"] for d in made} == {"clamped", "truncated"}
     assert all(d.scores["prompt_tokens"] + d.params["max_new_tokens"] <= 32 for d in made)
+
+
+def test_prompts_from_the_corpus_are_openings_of_held_out_documents_of_each_source(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from tasks.clean.params import CleanParams
+    from tasks.clean.stage import clean_corpus
+    from tasks.generate.prompts import opening_of, prompts_from_corpus
+    from tasks.ingest.stage import ingest_corpus
+    from tasks.tokenize.packing import is_validation
+    from tests.conftest import write_corpus
+
+    sources = [f"alpha={write_corpus(tmp_path / 'a', seed=1)}", f"beta={write_corpus(tmp_path / 'b', seed=2)}"]
+    clean_corpus(ingest_corpus(sources, settings), settings, CleanParams(profile="web", dedup_near=False))
+    prompts, where = prompts_from_corpus(settings.clean_dir, count=6, val_fraction=0.3)
+    assert len(prompts) == 6 and {p.category for p in prompts} == {"alpha", "beta"}
+    assert [p.category for p in prompts[:2]] == ["alpha", "beta"]  # taken in turn from each source
+    assert where.startswith("the openings of 6 held-out documents of the corpus (alpha 3, beta 3)")
+    from storage.parquet_store import iter_batches
+
+    docs = {r["text"]: r["doc_id"] for b in iter_batches(settings.clean_dir) for r in b.to_pylist()}
+    held_out = {opening_of(text): doc_id for text, doc_id in docs.items() if is_validation(doc_id, 0.3)}
+    assert all(p.text in held_out for p in prompts)
+    assert prompts_from_corpus(settings.clean_dir, count=6, val_fraction=0.3)[0] == prompts  # deterministic

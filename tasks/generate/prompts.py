@@ -1,4 +1,5 @@
-"""Prompts: plain lines (`#` comments skipped), JSONL, CSV or Parquet files, or the `prompts` table.
+"""Prompts: plain lines (`#` comments skipped), JSONL, CSV or Parquet files, the `prompts` table, or the
+openings of the user's own held-out documents (`prompts_from_corpus`).
 
 Structured files carry `text`, optional `id` and `category`, and optional per-prompt sampling
 overrides (`temperature`, `top_p`, `top_k`, `repetition_penalty`, `max_new_tokens`, `stop`).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from storage.db import Database
 from storage.drafts import PromptRow
 from storage.errors import DraftflowError
 from storage.fingerprint import text_hash
+from storage.locations import Location
+from storage.parquet_store import iter_batches
 
 
 def default_prompts_path() -> Path:
@@ -132,3 +136,51 @@ def prompts_from_table(db: Database, category: str | None = None) -> list[Prompt
     if not rows:
         raise DraftflowError("the prompts table is empty" + (f" for category '{category}'" if category else ""))
     return rows
+
+
+def prompts_from_corpus(
+    clean_dir: Location, count: int = 16, val_fraction: float = 0.05, words: int = 12
+) -> tuple[list[PromptRow], str]:
+    """Prompts about the user's corpus: the openings of documents held out from training (the
+    validation split, by document hash), taken in turn from each source, the source as category.
+
+    Returns the prompts and a line saying where they came from. When no document is held out (a
+    corpus split by block), the openings of the first documents of each source serve.
+    """
+    from tasks.tokenize.packing import is_validation
+
+    held_out: dict[str, list[tuple[str, str]]] = {}
+    others: dict[str, list[tuple[str, str]]] = {}
+    for batch in iter_batches(clean_dir, columns=["doc_id", "source", "text"], batch_size=2048):
+        for doc_id, source, text in zip(
+            *(batch.column(c).to_pylist() for c in ("doc_id", "source", "text")), strict=True
+        ):
+            pool = held_out if is_validation(doc_id, val_fraction) else others
+            if len(pool.setdefault(source, [])) < count:
+                pool[source].append((doc_id, text))
+    kind = "held-out documents"
+    if not any(held_out.values()):
+        held_out, kind = others, "documents (none is held out)"
+    rows: list[PromptRow] = []
+    queues = {source: list(docs) for source, docs in sorted(held_out.items())}
+    while len(rows) < count and any(queues.values()):
+        for source, docs in queues.items():
+            if docs and len(rows) < count:
+                doc_id, text = docs.pop(0)
+                opening = opening_of(text, words)
+                rows.append(
+                    PromptRow(key=_key(source, doc_id[:12], opening), text=opening, category=source, source=source)
+                )
+    if not rows:
+        raise DraftflowError("the clean corpus has no documents to take prompts from: pass --prompts FILE")
+    per_source = ", ".join(f"{s} {sum(r.source == s for r in rows)}" for s in sorted({r.source for r in rows}))
+    return rows, f"the openings of {len(rows)} {kind} of the corpus ({per_source})"
+
+
+def opening_of(text: str, words: int = 12) -> str:
+    """A document's first sentence when it is short, else its first `words` words."""
+    first = " ".join(text.split())
+    sentence = re.match(r"^(.{20,200}?[.!?])\s", first + " ")
+    if sentence and len(sentence.group(1).split()) <= 2 * words:
+        return sentence.group(1)
+    return " ".join(first.split(" ")[:words])

@@ -76,6 +76,7 @@ class GenerateResult(BaseModel):
     new_tokens: int
     seconds: float
     samples: list[dict[str, Any]] = Field(default_factory=list)  # a few drafts for the run report
+    prompts_source: str = ""  # where the prompts came from, for the run summary
     clamped: int = 0  # drafts whose new tokens were clamped to the room the prompt left in the context
     truncated: int = 0  # drafts whose prompt lost its head to fit the context
 
