@@ -18,6 +18,7 @@ from storage.errors import DraftflowError
 from storage.models import Draft, ModelVersion, Run, utcnow
 from storage.parquet_store import count_rows
 from storage.settings import Settings
+from tasks.clean.params import CleanParams
 from tasks.clean.steps import STEPS as CLEAN_STEPS
 from tests.tiny import GENERATE, nightly_params
 
@@ -117,8 +118,10 @@ def test_a_failing_stage_marks_the_run_failed_and_keeps_earlier_outputs(
     corpus = tmp_path / "tiny"
     corpus.mkdir()
     (corpus / "a.txt").write_text("This is far too short to keep.")
+    params = nightly_params(str(corpus), str(prompts_file), str(settings.home))
+    params = params.model_copy(update={"clean": CleanParams(profile="web")})  # web pages need 50 words
     with pytest.raises(DraftflowError, match="no documents left after cleaning"):
-        nightly(nightly_params(str(corpus), str(prompts_file), str(settings.home)))
+        nightly(params)
     with open_database(settings.database_url).session() as s:
         (run,) = s.scalars(sa.select(Run)).all()
         assert run.status == "failed" and "no documents left after cleaning" in run.error
@@ -156,7 +159,11 @@ def test_draftflow_run_reports_a_user_error_in_a_stage_without_a_traceback(tmp_p
     env = {**os.environ, "DRAFTFLOW_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
     exe = Path(sys.executable).with_name("draftflow")
     proc = subprocess.run(
-        [str(exe), "run", "--corpus", str(corpus)], capture_output=True, text=True, env=env, timeout=300
+        [str(exe), "run", "--corpus", str(corpus), "--profile", "web"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout

@@ -81,6 +81,22 @@ def test_corpus_too_small_for_the_block_size_is_a_user_error(settings: Settings,
         tokenize_corpus(cleaned, tok, settings, params)
 
 
+def test_a_corpus_shorter_than_one_block_names_its_token_count(settings: Settings, tmp_path: Path) -> None:
+    """One short saying is kept by the short-form profile but is shorter than a block: the error
+    counts the tokens encoded, not the (zero) tokens packed."""
+    src = tmp_path / "one"
+    src.mkdir()
+    (src / "a.txt").write_text("A stitch in time saves nine, and a kept promise saves more.")
+    cleaned = _clean(settings, src)
+    assert cleaned.rows == 1
+    params = TokenizeParams(vocab_size=320, block_size=64, val_fraction=0.2)
+    tok = prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, params)
+    with pytest.raises(DraftflowError, match=r"block size 64: (\d+) tokens make 0 block\(s\)") as err:
+        tokenize_corpus(cleaned, tok, settings, params)
+    tokens = int(err.value.args[0].split(": ")[1].split(" ")[0])
+    assert 10 < tokens < 64
+
+
 def test_a_few_large_documents_are_split_by_block_and_say_so(settings: Settings, tmp_path: Path) -> None:
     """Three long pages: at a 20% share, no document is held out. The blocks are dealt out instead."""
     from tests.conftest import paragraph

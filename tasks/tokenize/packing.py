@@ -22,13 +22,15 @@ class Packer:
         self.writer, self.block_size, self.dtype = writer, block_size, dtype
         self.tail = np.empty(0, dtype=dtype)
         self.blocks = 0
-        self.tokens = 0
+        self.tokens = 0  # packed into blocks
+        self.fed = 0  # given to the packer, the dropped tail included
 
     def add_batch(self, ids: list[int] | np.ndarray) -> None:
         """Ids of a whole record batch of documents (a list, or an array streamed from a shard), EOS
         already in place: one numpy conversion."""
         if not len(ids):
             return
+        self.fed += len(ids)
         flat = np.concatenate([self.tail, np.asarray(ids, dtype=self.dtype)])
         n_blocks = len(flat) // self.block_size
         body, self.tail = flat[: n_blocks * self.block_size], flat[n_blocks * self.block_size :]
@@ -50,8 +52,10 @@ class BlockSplitPacker:
         self.block_size, self.dtype = train.block_size, train.dtype
         self.tail = np.empty(0, dtype=self.dtype)
         self.seen = 0
+        self.fed = 0
 
     def add_batch(self, ids: list[int] | np.ndarray) -> None:
+        self.fed += len(ids)
         flat = np.concatenate([self.tail, np.asarray(ids, dtype=self.dtype)])
         n_blocks = len(flat) // self.block_size
         self.tail = flat[n_blocks * self.block_size :]

@@ -104,6 +104,7 @@ def tokenize_corpus(
                 (train_w, packers[False]),
                 (val_w, packers[True]),
                 split,
+                tokens_in=by_block.fed if split == "blocks" else packers[False].fed + packers[True].fed,
             )
     if retry_by_block:
         return tokenize_corpus(clean, tok, settings, params, split="blocks")
@@ -142,13 +143,16 @@ def commit_blocks(
     train: tuple[Any, Any],
     val: tuple[Any, Any],
     split: str = "documents",
+    tokens_in: int | None = None,
 ) -> TokensRef:
     """Commit the packed train and val blocks ((writer, packer) pairs) and point tokens/latest.json at
-    them. Shared by the in-process and the sharded tokenize (tasks/tokenize/shards.py)."""
+    them. Shared by the in-process and the sharded tokenize (tasks/tokenize/shards.py). `tokens_in` is
+    every token encoded (each document + EOS), the tails too short for a block included."""
     (train_w, train_p), (val_w, val_p) = train, val
     if train_p.blocks == 0 or val_p.blocks == 0:
+        encoded = tokens_in if tokens_in is not None else train_p.fed + val_p.fed
         raise DraftflowError(
-            f"corpus too small for block size {params.block_size}: {train_p.tokens + val_p.tokens} tokens make "
+            f"corpus too small for block size {params.block_size}: {encoded} tokens make "
             f"{train_p.blocks + val_p.blocks} block(s), and training needs 2 or more; lower --block-size "
             f"(tokenize.block_size in a --config file) or add documents"
         )
