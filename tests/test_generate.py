@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from storage.db import Database
 from storage.errors import DraftflowError
 from storage.models import Draft, ReviewEvent
+from storage.parquet_store import iter_batches
 from storage.refs import ModelRef
 from storage.runs import start_run
 from storage.settings import Settings
@@ -299,3 +302,25 @@ def test_prompts_from_the_corpus_are_openings_of_held_out_documents_of_each_sour
     held_out = {opening_of(text): doc_id for text, doc_id in docs.items() if is_validation(doc_id, 0.3)}
     assert all(p.text in held_out for p in prompts)
     assert prompts_from_corpus(settings.clean_dir, count=6, val_fraction=0.3)[0] == prompts  # deterministic
+
+
+def test_a_corpus_of_few_large_documents_prompts_with_their_paragraphs(settings: Settings, tmp_path: Path) -> None:
+    """Reference pages or books hold out one or two documents: their later paragraphs prompt too, after
+    every document's own opening, and the summary line says so."""
+    from tasks.clean.params import CleanParams
+    from tasks.clean.stage import clean_corpus
+    from tasks.generate.prompts import prompts_from_corpus
+    from tasks.ingest.stage import ingest_corpus
+    from tests.conftest import paragraph
+
+    rng = random.Random(5)
+    folder = tmp_path / "book"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"part{i}.txt").write_text("\n\n".join(paragraph(rng, 4) for _ in range(12)))
+    clean_corpus(ingest_corpus([str(folder)], settings), settings, CleanParams(profile="long-form", dedup_near=False))
+    prompts, where = prompts_from_corpus(settings.clean_dir, count=6, val_fraction=0.5)
+    assert len(prompts) == 6 and len({p.text for p in prompts}) == 6
+    assert re.match(r"the openings of 6 paragraphs of [12] (held-out )?documents? ", where), where
+    docs = {r["text"] for b in iter_batches(settings.clean_dir) for r in b.to_pylist()}
+    assert all(any(p.text in " ".join(d.split()) for d in docs) for p in prompts)  # each from a paragraph

@@ -158,23 +158,52 @@ def prompts_from_corpus(
             pool = held_out if is_validation(doc_id, val_fraction) else others
             if len(pool.setdefault(source, [])) < count:
                 pool[source].append((doc_id, text))
-    kind = "held-out documents"
-    if not any(held_out.values()):
-        held_out, kind = others, "documents (none is held out)"
+    from_held_out = any(held_out.values())
+    if not from_held_out:
+        held_out = others
     rows: list[PromptRow] = []
-    queues = {source: list(docs) for source, docs in sorted(held_out.items())}
+    used: set[str] = set()  # the documents the prompts came from
+    # A corpus of few large documents (reference pages, books) holds out few of them: their later
+    # paragraphs prompt too, after every document's own opening, so a night still has `count` prompts.
+    queues = {source: _openings_in_turn(docs, words) for source, docs in sorted(held_out.items())}
     while len(rows) < count and any(queues.values()):
-        for source, docs in queues.items():
-            if docs and len(rows) < count:
-                doc_id, text = docs.pop(0)
-                opening = opening_of(text, words)
+        for source, queue in queues.items():
+            if queue and len(rows) < count:
+                doc_id, opening = queue.pop(0)
+                used.add(doc_id)
                 rows.append(
                     PromptRow(key=_key(source, doc_id[:12], opening), text=opening, category=source, source=source)
                 )
     if not rows:
         raise DraftflowError("the clean corpus has no documents to take prompts from: pass --prompts FILE")
     per_source = ", ".join(f"{s} {sum(r.source == s for r in rows)}" for s in sorted({r.source for r in rows}))
-    return rows, f"the openings of {len(rows)} {kind} of the corpus ({per_source})"
+    noun = "document" if len(used) == 1 else "documents"
+    documents = f"{len(used)} held-out {noun}" if from_held_out else f"{len(used)} {noun} (none is held out)"
+    what = documents if len(rows) == len(used) else f"{len(rows)} paragraphs of {documents}"
+    return rows, f"the openings of {what} of the corpus ({per_source})"
+
+
+def _openings_in_turn(docs: list[tuple[str, str]], words: int) -> list[tuple[str, str]]:
+    """(doc_id, opening): every document's opening first, then every document's second paragraph, ..."""
+    per_doc = [[(doc_id, o) for o in paragraph_openings(text, words)] for doc_id, text in docs]
+    ordered, seen = [], set()
+    for rank in range(max((len(o) for o in per_doc), default=0)):
+        for openings in per_doc:
+            if rank < len(openings) and openings[rank][1] not in seen:
+                seen.add(openings[rank][1])
+                ordered.append(openings[rank])
+    return ordered
+
+
+def paragraph_openings(text: str, words: int = 12) -> list[str]:
+    """The document's opening, then the opening of each later paragraph of at least `words` words
+    (paragraphs are blank-line separated; in text with no blank lines, each line is one)."""
+    blocks = re.split(r"\n\s*\n", text.strip())
+    if len(blocks) == 1:
+        blocks = text.strip().splitlines()
+    first = opening_of(text, words)
+    later = [opening_of(block, words) for block in blocks[1:] if len(block.split()) >= words]
+    return [first, *(o for o in later if o not in first)]  # a short title runs into the next paragraph
 
 
 def opening_of(text: str, words: int = 12) -> str:
