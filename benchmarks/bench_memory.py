@@ -5,8 +5,11 @@ The larger corpus is the default repeated 10 times with changes, in two variants
   (a near duplicate) and repeats shorter ones as they are (an exact duplicate);
 - "all-changed": every document of every copy loses a word and gains a marker, so short documents
   stop being near duplicates and the kept set grows ~8x (the dedup index must grow with it).
+A third corpus is the default one plus a single 100 MB text file on one line (no newline at all):
+ingest cuts it into parts of `max_chars` before anything scores it, so memory must not follow it.
 Each run is a fresh process; peak RSS comes from getrusage.
-Run: .venv/bin/python -m benchmarks.bench_memory      (target: peak RSS grows by at most 1.25x)
+Run: .venv/bin/python -m benchmarks.bench_memory [edited|all-changed|one-line]
+     (target: peak RSS grows by at most 1.25x)
 """
 
 from __future__ import annotations
@@ -59,12 +62,36 @@ def write_repeated_corpus(folder: Path, copies: int, variant: str) -> Path:
     return folder
 
 
+def write_one_line_file(folder: Path, megabytes: int) -> Path:
+    """One text file of `megabytes` MB and no newline: the default corpus's words, shuffled into sentences."""
+    from benchmarks.common import fresh_settings
+    from storage.parquet_store import iter_batches
+    from tasks.ingest.stage import ingest_corpus
+
+    settings = fresh_settings("memory-src")
+    ingest_corpus(["python-stdlib-docs"], settings)
+    words = [
+        w
+        for b in iter_batches(settings.raw_dir, columns=["text"])
+        for t in b.column("text").to_pylist()
+        for w in t.split()
+    ]
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "one-line.txt").open("w") as out:
+        written = 0
+        while written < megabytes * 1_000_000:
+            sentence = " ".join(rng.choice(words) for _ in range(rng.randint(8, 24))) + ". "
+            written += out.write(sentence.capitalize())
+    return folder
+
+
 def run(sources: list[str]) -> dict[str, float]:
     result = subprocess.run([sys.executable, "-c", CHILD, *sources], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(variants: list[str]) -> None:
     from benchmarks.common import Targets
 
     targets = Targets()
@@ -73,8 +100,17 @@ def main() -> None:
         f"default corpus:      {base['raw']:>6} documents ingested, {base['kept']:>5} kept, "
         f"{base['tokens']:>8} tokens, peak RSS {base['peak_mb']:.0f} MB"
     )
-    for variant in ("edited", "all-changed"):
-        folder = Path(tempfile.mkdtemp(prefix=f"draftflow-bench-10x-{variant}-")) / "corpus"
+    for variant in variants or ("edited", "all-changed", "one-line"):
+        folder = Path(tempfile.mkdtemp(prefix=f"draftflow-bench-{variant}-")) / "corpus"
+        if variant == "one-line":
+            huge_dir = write_one_line_file(folder, 100)
+            big = run(["python-stdlib-docs", f"one-line={huge_dir}"])
+            print(
+                f"one 100 MB line:     {big['raw']:>6} documents ingested, {big['kept']:>5} kept, "
+                f"{big['tokens']:>8} tokens, peak RSS {big['peak_mb']:.0f} MB"
+            )
+            targets.check("peak RSS, default + one 100 MB line / default", big["peak_mb"] / base["peak_mb"], "<=", 1.25)
+            continue
         big_dir = write_repeated_corpus(folder, 10, variant)
         size_mb = sum(p.stat().st_size for p in big_dir.iterdir()) / 1e6
         big = run([f"python-stdlib-docs={big_dir}"])  # same source name: the same thresholds apply
@@ -87,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
