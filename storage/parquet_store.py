@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ from storage.locations import Location, StoreURL, location
 MANIFEST = "_manifest.json"
 DEFAULT_ROWS_PER_FILE = 50_000
 DEFAULT_READ_BATCH = 1_024
+# A record batch holds at most about this many bytes of (uncompressed) data, whatever its row count:
+# 512 rows of 1 MB documents would otherwise be half a gigabyte in one batch.
+MAX_BATCH_BYTES = 8_000_000
 VERSION_PREFIX = "v-"  # URL datasets: one prefix per committed version
 
 PathOrURL = str | os.PathLike[str]
@@ -111,7 +114,7 @@ class DatasetWriter:
         schema: pa.Schema,
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
         buffer_rows: int = 2_048,
-        buffer_chars: int = 32_000_000,
+        buffer_chars: int = 8_000_000,
     ) -> None:
         self.directory: Location = location(directory)
         self.schema = schema
@@ -232,10 +235,25 @@ def iter_batches(
     columns: list[str] | None = None,
     batch_size: int = DEFAULT_READ_BATCH,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a dataset's rows in file order, one record batch at a time."""
+    """Stream a dataset's rows in file order, one record batch at a time: at most `batch_size` rows
+    and, for long texts, about `MAX_BATCH_BYTES` of data."""
     for path in part_files(directory):
         parquet = _parquet_file(path)
-        yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+        yield from bounded_batches(parquet, range(parquet.metadata.num_row_groups), batch_size, columns)
+
+
+def bounded_batches(
+    parquet: pq.ParquetFile, groups: Iterable[int], batch_size: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The record batches of some row groups, each of at most `batch_size` rows and about
+    `MAX_BATCH_BYTES`: the rows per batch come from each row group's own uncompressed size."""
+    for group in groups:
+        meta = parquet.metadata.row_group(group)
+        if not meta.num_rows:
+            continue
+        per_row = max(1, meta.total_byte_size) / meta.num_rows
+        rows = max(1, min(batch_size, int(MAX_BATCH_BYTES / per_row)))
+        yield from parquet.iter_batches(batch_size=rows, columns=columns, row_groups=[group])
 
 
 def iter_row_range(
@@ -265,7 +283,7 @@ def iter_row_range(
         if first is None:
             continue
         position = first  # the selected row groups are contiguous, so batches follow row order
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=columns, row_groups=groups):
+        for batch in bounded_batches(parquet, groups, batch_size, columns):
             lo, hi = max(start - position, 0), min(stop - position, batch.num_rows)
             if hi > lo:
                 yield batch.slice(lo, hi - lo)

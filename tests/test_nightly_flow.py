@@ -20,7 +20,7 @@ from storage.parquet_store import count_rows
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
 from tasks.clean.steps import STEPS as CLEAN_STEPS
-from tests.tiny import GENERATE, nightly_params
+from tests.tiny import GENERATE, TOKENIZE, nightly_params
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +110,32 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     with db.session() as s:
         assert s.get(ModelVersion, 2).parent_id == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Draft)) == 2 * expected
+
+
+def test_a_night_on_the_users_corpus_prompts_with_its_held_out_openings(
+    prefect_harness: None, settings: Settings, corpus_dir: Path
+) -> None:
+    """No prompts file: the drafts continue the openings of documents the model did not train on,
+    one category per source, and the summary says where the prompts came from."""
+    from storage.models import Prompt
+    from storage.parquet_store import iter_batches
+    from tasks.tokenize.packing import is_validation
+
+    params = nightly_params(f"notes={corpus_dir}", "", str(settings.home)).model_copy(update={"prompts_file": None})
+    summary = nightly(params)
+    assert summary.prompts.startswith("the openings of ") and "held-out" in summary.prompts
+    held_out = {
+        " ".join(text.split())
+        for batch in iter_batches(settings.clean_dir, columns=["doc_id", "text"])
+        for doc_id, text in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist(), strict=True)
+        if is_validation(doc_id, TOKENIZE.val_fraction)
+    }
+    with open_database(settings.database_url).session() as s:
+        prompts = s.scalars(sa.select(Prompt).join(Draft, Draft.prompt_id == Prompt.id).distinct()).all()
+        categories = set(s.scalars(sa.select(Draft.category).distinct()))
+    assert prompts and categories == {"notes"}
+    assert all(any(p.text in text for text in held_out) for p in prompts)
+    assert summary.drafts_generated == len(prompts) * GENERATE.samples_per_prompt
 
 
 def test_a_failing_stage_marks_the_run_failed_and_keeps_earlier_outputs(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tasks.clean.params import QualityThresholds
-from tasks.clean.quality import first_failure, score_document
+from tasks.clean.quality import first_failure, score_document, surely_too_many_words, words_lower_bound
 from tasks.clean.steps import normalize_text
 from tasks.ingest.stdlib_docs import iter_stdlib_units
 
@@ -185,14 +185,18 @@ def test_the_sample_is_a_few_thousand_real_documents() -> None:
 
 
 @lru_cache(maxsize=1)
+def scored() -> tuple[dict[str, float | int], ...]:
+    return tuple(score_document(text) for text in real_documents())
+
+
+@lru_cache(maxsize=1)
 def decisions() -> dict[str, list[tuple[bool, bool]]]:
     """(ours drops, datatrove drops) per rule and document. Document by document, so datatrove's own
     cache of the last few tokenized texts serves all of its filters for one document."""
     filters = {rule: make() for rule, (_, make) in RULES.items()}
     thresholds = {rule: only(**on) for rule, (on, _) in RULES.items()}
     table: dict[str, list[tuple[bool, bool]]] = {rule: [] for rule in RULES}
-    for i, text in enumerate(real_documents()):
-        scores = score_document(text)
+    for i, (text, scores) in enumerate(zip(real_documents(), scored(), strict=True)):
         for rule in RULES:
             theirs = filters[rule].filter(Document(text=text, id=str(i))) is not True
             table[rule].append((first_failure(scores, thresholds[rule]) is not None, theirs))
@@ -209,3 +213,19 @@ def test_each_rule_keeps_and_drops_what_datatrove_does(rule: str) -> None:
     ]
     assert not disagree, f"{len(disagree)} of {len(pairs)} decisions differ, e.g. {disagree[:3]}"
     assert any(theirs for _, theirs in pairs), f"rule {rule} dropped no document: the comparison would prove nothing"
+
+
+def test_the_early_word_count_never_overcounts_and_decides_as_the_full_scoring() -> None:
+    """Clean rejects a text early when even a lower bound of its words is over `max_words`: the bound
+    must never exceed the count the full scoring makes, on any real document."""
+    bounds = [words_lower_bound(text) for text in real_documents()]
+    counts = [int(scores["n_words"]) for scores in scored()]
+    over = [(b, c, text[:60]) for b, c, text in zip(bounds, counts, real_documents(), strict=True) if b > c]
+    assert not over, over[:3]
+    assert sum(bounds) >= 0.7 * sum(counts)  # close enough to catch what is far over the limit
+    long_text = " ".join(real_documents()[:400])
+    thresholds = only(max_words=len(long_text.split()) // 4)
+    early = surely_too_many_words(long_text, thresholds)
+    assert early and early[0] == "gopher_too_many_words"
+    assert first_failure(score_document(long_text), thresholds)[0] == early[0]  # type: ignore[index]
+    assert surely_too_many_words(real_documents()[0], QualityThresholds()) is None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from storage.db import Database, open_database
 from storage.errors import DraftflowError
-from storage.parquet_store import DatasetWriter, count_rows, iter_batches, read_manifest
+from storage.parquet_store import MAX_BATCH_BYTES, DatasetWriter, count_rows, iter_batches, read_manifest
 from storage.settings import DATABASE_URL_ENV, Settings
 
 SCHEMA = pa.schema([pa.field("doc_id", pa.string(), nullable=False), pa.field("n", pa.int32())])
@@ -74,6 +74,23 @@ def test_dataset_writer_streams_and_commits(tmp_path: Path) -> None:
     batches = list(iter_batches(target, batch_size=128))
     assert max(b.num_rows for b in batches) <= 128
     assert [r["n"] for b in batches for r in b.to_pylist()] == list(range(1000))
+
+
+def test_long_texts_are_written_and_read_in_batches_bounded_by_size(tmp_path: Path) -> None:
+    """Documents of 1 MB: the writer flushes by characters and the reader sizes its batches by the
+    row group's bytes, so neither holds hundreds of them at once; short rows keep full batches."""
+    schema = pa.schema([("i", pa.int64()), ("text", pa.string())])
+    with DatasetWriter(tmp_path / "ds", schema) as writer:
+        for i in range(40):
+            writer.write_row({"i": i, "text": chr(97 + i % 26) * 1_000_000})
+        for i in range(40, 3040):
+            writer.write_row({"i": i, "text": "short"})
+        writer.commit({})
+    batches = list(iter_batches(tmp_path / "ds", batch_size=512))
+    assert [i for b in batches for i in b.column("i").to_pylist()] == list(range(3040))
+    long_batches = [b for b in batches if b.column("i")[0].as_py() < 40]
+    assert max(b.nbytes for b in long_batches) <= 2 * MAX_BATCH_BYTES
+    assert max(b.num_rows for b in batches) == 512  # the short rows are not cut into small batches
 
 
 def test_failed_write_keeps_the_previous_dataset(tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ from storage.parquet_store import iter_batches, read_manifest
 from tasks.clean.params import PROFILES, CleanParams, QualityThresholds, SourceThresholds
 
 SAMPLE = 300  # documents per source the choice looks at
+# Each sampled text is cut to this many characters: enough to see 5,000+ words (long-form) and the
+# line structure, without holding 300 book-sized documents in memory.
+SAMPLE_CHARS = 64_000
 _SPEAKER = re.compile(r"^(?:[A-Z][A-Z .'\-]{1,30}[.:]|[A-Z][\w .'\-]{0,30}:\s.+)$")
 _CODE_OR_LIST = re.compile(r"^\s*(?:#|[-*•]\s|>>>|\d+\.\s|```|\$ )|[{}();=]\s*$|^\s{4,}\S")
 _END = (".", "!", "?", '"', "'", "”", "’", ":", ";", ")")
@@ -128,7 +131,7 @@ def choose_profile(texts: Iterable[str]) -> tuple[str, str]:
     if speakers >= 0.15 and words >= 50:
         return "dialogue", f"{speakers:.0%} of lines are speaker cues (NAME. or NAME: ...)"
     if words < 50:
-        return "short-form", f"median {words:.0f} words per document (the web rules need 50)"
+        return "short-form", f"median {words:.0f} words per document; the web rules need 50"
     if code >= 0.15:
         return "docs", f"{code:.0%} of lines are code, list items or headings"
     if words >= 5000 or (short >= 0.5 and ended < 0.5):
@@ -182,7 +185,7 @@ def _samples(raw_dir: Location, sources: list[str]) -> dict[str, list[str]]:
     for batch in iter_batches(raw_dir, columns=["source", "text"], batch_size=2048):
         for source, text in zip(batch.column("source").to_pylist(), batch.column("text").to_pylist(), strict=True):
             if source in wanted and len(wanted[source]) < SAMPLE:
-                wanted[source].append(text)
+                wanted[source].append(text[:SAMPLE_CHARS])
         if all(len(texts) >= SAMPLE for texts in wanted.values()):
             break
     return wanted

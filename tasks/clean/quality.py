@@ -165,6 +165,28 @@ RULES: list[tuple[str, str, str, str]] = [
 ]
 
 
+def words_lower_bound(text: str) -> int:
+    """Space-separated chunks with a character that is neither whitespace nor punctuation: each one
+    holds at least one of the words `score_document` counts."""
+    return sum(1 for chunk in text.split(" ") if any(not c.isspace() and c not in PUNCTUATION_SET for c in chunk))
+
+
+def surely_too_many_words(text: str, t: QualityThresholds) -> tuple[str, str] | None:
+    """Gopher's too-many-words verdict without tokenizing, for texts that fail it by a margin.
+
+    spaCy never joins text across a space, so `words_lower_bound` is a lower bound of `n_words`. When
+    the bound is already over `max_words`, the full scoring (hundreds of MB and
+    seconds for a 1M-character part) would only confirm the rejection.
+    """
+    limit = t.limit("max_words")
+    if limit is None or len(text) <= 2 * limit:  # a word and its space take 2+ characters
+        return None
+    words = words_lower_bound(text)
+    if words <= limit:
+        return None
+    return "gopher_too_many_words", f"n_words >= {words:.3g} > {limit:g} (counted before tokenizing)"
+
+
 def first_failure(scores: dict[str, float | int], t: QualityThresholds) -> tuple[str, str] | None:
     """(reason, detail) of the first rule the document fails, or None to keep it.
 

@@ -18,7 +18,7 @@ from tasks.clean.dedup import ExactDeduper, NearDeduper
 from tasks.clean.language import identify
 from tasks.clean.params import CleanParams
 from tasks.clean.pii import scrub_pii
-from tasks.clean.quality import first_failure, score_document
+from tasks.clean.quality import first_failure, score_document, surely_too_many_words
 
 # (reason, detail) of a rejection; a step returns None to keep the document
 Verdict = tuple[str, str | None]
@@ -117,8 +117,12 @@ class Cleaner:
         return None
 
     def _quality(self, row: dict[str, Any], doc: dict[str, Any]) -> Verdict | None:
+        thresholds = self.params.for_source(row["source"])
+        early = surely_too_many_words(doc["text"], thresholds)  # a rejected row keeps no scores anyway
+        if early:
+            return early
         doc["scores"] = {**score_document(doc["text"]), "language_score": doc["language_score"]}
-        return first_failure(doc["scores"], self.params.for_source(row["source"]))
+        return first_failure(doc["scores"], thresholds)
 
     def _pii(self, row: dict[str, Any], doc: dict[str, Any]) -> None:
         counts: Counter[str] = Counter()

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from storage.parquet_store import bounded_batches
 from tasks.ingest.limits import TOO_LONG, BoundedLines
 from tasks.ingest.records import SourceRecord
 
@@ -268,7 +269,7 @@ def parse_parquet(source: str, file: str, handle: Any, text_field: str) -> Itera
     columns = [text_field] + (["title"] if "title" in names and text_field != "title" else [])
     row = 0
     try:
-        for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+        for batch in bounded_batches(parquet, range(parquet.metadata.num_row_groups), 1024, columns):
             for values in batch.to_pylist():
                 text, uri = values[text_field], f"{file}#row{row}"
                 row += 1
