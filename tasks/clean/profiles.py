@@ -185,7 +185,7 @@ def _samples(raw_dir: Location, sources: list[str]) -> dict[str, list[str]]:
     for batch in iter_batches(raw_dir, columns=["source", "text"], batch_size=2048):
         for source, text in zip(batch.column("source").to_pylist(), batch.column("text").to_pylist(), strict=True):
             if source in wanted and len(wanted[source]) < SAMPLE:
-                wanted[source].append(text[:SAMPLE_CHARS])
+                wanted[source].append((text or "")[:SAMPLE_CHARS])  # choose_profile skips empty texts
         if all(len(texts) >= SAMPLE for texts in wanted.values()):
             break
     return wanted
