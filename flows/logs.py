@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 
 def run_ids() -> dict[str, str | None]:
@@ -34,6 +35,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever `sys.stderr` is when a record comes, not the stream it was
+    created with: a process that redirects stderr later (a test's capture, a wrapper) still gets
+    its lines, and a closed earlier stream is never written to."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass  # StreamHandler.__init__ and setStream assign it; the current stderr always wins
+
+
 def configure_logging() -> None:
     """Install the JSON handler on the `draftflow` logger when asked for (idempotent)."""
     from storage.settings import Settings
@@ -43,7 +61,7 @@ def configure_logging() -> None:
     logger = logging.getLogger("draftflow")
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
 
@@ -53,7 +71,7 @@ def stderr_logging() -> None:
     logger = logging.getLogger("draftflow")
     if logger.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", datefmt="%H:%M:%S")
     )

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("draftflow.base_model")
+# What `save_pretrained` writes for a tokenizer: a fast tokenizer.json, or a config that names the files
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def quiet_transformers() -> None:
@@ -51,6 +53,11 @@ def resolve_base_model(base_model: str | None, db: Database, from_scratch: bool 
             raise DraftflowError(
                 f"base model folder '{base_model}' has no config.json "
                 "(give a folder written by save_pretrained, or a hub id)"
+            )
+        if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+            raise DraftflowError(
+                f"base model folder '{base_model}' has no tokenizer (tokenizer.json or tokenizer_config.json): "
+                "save it there too with tokenizer.save_pretrained(folder)"
             )
         return BaseModelSpec(kind="pretrained", source=str(path.resolve()))
     if base_model.startswith((".", "/", "~")):

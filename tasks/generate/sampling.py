@@ -9,12 +9,15 @@ shared its batch (up to float rounding differences of batched vs. single matmuls
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from tasks.generate.params import SampleSettings
+
+log = logging.getLogger("draftflow.generate")
 
 
 @dataclass
@@ -132,20 +135,46 @@ def _cache_of(output: Any) -> Any:
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
+# Cache layers that hold only per-row keys and values, so that slicing the batch dimension is exact.
+# Others (static, quantized, linear-attention or recurrent state) either refuse or would keep stale rows.
+_DROPPABLE_LAYERS = frozenset({"DynamicLayer", "DynamicSlidingWindowLayer"})
+
+
+def can_drop_rows(cache: Any) -> bool:
+    """Whether finished rows can leave this KV cache: a legacy tuple of (key, value) tensors per layer,
+    or a transformers Cache whose every layer only holds keys and values."""
+    if isinstance(cache, tuple):
+        return all(isinstance(layer, tuple) for layer in cache)
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return bool(layers) and all(type(layer).__name__ in _DROPPABLE_LAYERS for layer in layers)
+    return False
+
+
 def _keep_rows(cache: Any, index: torch.Tensor) -> Any:
-    """The KV cache of the rows still generating: a Cache object in place (transformers' own method),
-    or a legacy tuple of per-layer (key, value) tensors (transformers < 4.47 returns those for GPT-2)."""
-    if hasattr(cache, "batch_select_indices"):
-        cache.batch_select_indices(index)
-        return cache
-    return tuple(tuple(tensor[index] for tensor in layer) for layer in cache)
+    """The KV cache of the rows still generating (the caller checked `can_drop_rows`): a Cache object
+    in place (transformers' own method), or a legacy tuple (transformers < 4.47 returns those for GPT-2)."""
+    if isinstance(cache, tuple):
+        return tuple(tuple(tensor[index] for tensor in layer) for layer in cache)
+    cache.batch_select_indices(index)
+    return cache
 
 
 @torch.no_grad()
 def decode_batch(
-    model: Any, requests: list[Request], pad_id: int, eos_id: int, device: torch.device, decode: Any = None
+    model: Any,
+    requests: list[Request],
+    pad_id: int,
+    eos_id: int,
+    device: torch.device,
+    decode: Any = None,
+    drop_finished: bool = True,
 ) -> list[Output]:
-    """Generate for a batch of prompts; `decode(ids) -> str` is needed only for stop strings."""
+    """Generate for a batch of prompts; `decode(ids) -> str` is needed only for stop strings.
+
+    Finished rows leave the batch and the KV cache when the cache allows it (`can_drop_rows`) and
+    `drop_finished` is on; otherwise they stay, fed EOS, and what they produce is ignored. Either way
+    each row's tokens are the same: a row samples from its own generator."""
     width = max(len(r.prompt_ids) for r in requests)
     ids = torch.tensor([[pad_id] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests], device=device)
     mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests], device=device)
@@ -153,18 +182,29 @@ def decode_batch(
     generators = [torch.Generator().manual_seed(r.seed) for r in requests]
     outputs: list[list[int]] = [[] for _ in requests]
     stopped: list[str] = [""] * len(requests)
-    active = list(range(len(requests)))  # rows of the original batch still generating
+    batch = list(range(len(requests)))  # the original request of each row the model sees
     cache_arg = _cache_argument(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **_last_logits_only(model))
     cache, logits = _cache_of(out), out.logits[:, -1, :]
+    can_drop = drop_finished and can_drop_rows(cache)
+    if drop_finished and not can_drop:
+        log.info("the %s cannot drop finished rows: they stay in the batch", type(cache).__name__)
     next_pos = positions[:, -1] + 1
-    while active:
+    while True:
+        live = [row for row, original in enumerate(batch) if not stopped[original]]
         chosen = _next_tokens(
-            logits, [requests[i] for i in active], [outputs[i] for i in active], [generators[i] for i in active], eos_id
+            logits[live] if len(live) < len(batch) else logits,
+            [requests[batch[row]] for row in live],
+            [outputs[batch[row]] for row in live],
+            [generators[batch[row]] for row in live],
+            eos_id,
         )
-        for original, token in zip(active, chosen, strict=True):
+        fed = [eos_id] * len(batch)  # a finished row that stays in the batch is fed EOS, and ignored
+        for row, token in zip(live, chosen, strict=True):
+            original = batch[row]
             r = requests[original]
             outputs[original].append(token)
+            fed[row] = token
             if token == eos_id:
                 stopped[original] = "eos"
             elif (
@@ -173,18 +213,17 @@ def decode_batch(
                 stopped[original] = "stop_string"
             elif len(outputs[original]) >= r.settings.max_new_tokens:
                 stopped[original] = "max_new_tokens"
-        keep = [row for row, original in enumerate(active) if not stopped[original]]
+        keep = [row for row, original in enumerate(batch) if not stopped[original]]
         if not keep:
             break
-        if len(keep) < len(active):  # finished rows leave the batch and the KV cache
+        if can_drop and len(keep) < len(batch):  # finished rows leave the batch and the KV cache
             index = torch.tensor(keep, device=device)
-            cache = _keep_rows(cache, index)
-            mask, next_pos = mask[index], next_pos[index]
-            chosen = [chosen[row] for row in keep]
-            active = [active[row] for row in keep]
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
+            cache, mask, next_pos = _keep_rows(cache, index), mask[index], next_pos[index]
+            fed = [fed[row] for row in keep]
+            batch = [batch[row] for row in keep]
+        mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=mask.dtype, device=device)], dim=1)
         out = model(
-            input_ids=torch.tensor(chosen, device=device)[:, None],
+            input_ids=torch.tensor(fed, device=device)[:, None],
             attention_mask=mask,
             position_ids=next_pos[:, None],
             use_cache=True,

@@ -227,9 +227,17 @@ def _generate_batch(
 
 
 def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow) -> list[int]:
-    """Model input ids: a document start, then the templated prompt (fit_to_context fits it)."""
-    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    return [start_id, *tokenizer(render_input(template, prompt), add_special_tokens=False)["input_ids"]]
+    """Model input ids for the templated prompt, starting as a training document does (fit_to_context
+    fits them): tokenize encodes each document with the tokenizer's special tokens and ends it with
+    EOS, so a prompt is encoded the same way, without a closing EOS, after the EOS that ended the
+    document before it. A tokenizer that adds BOS (Llama, Mistral) gives BOS + prompt."""
+    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    ids = list(tokenizer(render_input(template, prompt), add_special_tokens=True)["input_ids"])
+    if len(ids) > 1 and ids[-1] == eos:  # a post-processor that closes every text with EOS
+        ids = ids[:-1]
+    if bos is not None and bos != eos and ids and ids[0] == bos:
+        return ids
+    return [eos, *ids]
 
 
 def check_room(params: GenerationParams, prompts: Sequence[PromptRow], context: int | None, model: str) -> None:

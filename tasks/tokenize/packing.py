@@ -71,9 +71,17 @@ def all_ids(encodings: list[Any], eos_id: int) -> list[int]:
     """A batch's token ids in corpus order, each document + EOS (for the split by block)."""
     ids: list[int] = []
     for enc in encodings:
-        ids.extend(enc.ids)
-        ids.append(eos_id)
+        extend_with_eos(ids, enc.ids, eos_id)
     return ids
+
+
+def extend_with_eos(target: list[int], ids: list[int], eos_id: int) -> None:
+    """Append a document's ids ending in exactly one EOS. Tokenizers that add BOS (Llama, Mistral)
+    keep it at the front, which is how the model saw documents in pretraining; one whose
+    post-processor already appends EOS gets no second one."""
+    target.extend(ids)
+    if not ids or ids[-1] != eos_id:
+        target.append(eos_id)
 
 
 def split_ids(batch: pa.RecordBatch, encodings: list[Any], eos_id: int, val_fraction: float) -> dict[bool, list[int]]:
@@ -81,6 +89,5 @@ def split_ids(batch: pa.RecordBatch, encodings: list[Any], eos_id: int, val_frac
     ids: dict[bool, list[int]] = {False: [], True: []}
     for doc_id, enc in zip(batch.column("doc_id").to_pylist(), encodings, strict=True):
         target = ids[is_validation(doc_id, val_fraction)]
-        target.extend(enc.ids)
-        target.append(eos_id)
+        extend_with_eos(target, enc.ids, eos_id)
     return ids

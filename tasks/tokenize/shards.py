@@ -67,7 +67,7 @@ def encode_shard(shard: Shard, tok: TokenizerRef, params: TokenizeParams) -> Enc
         for batch in iter_row_range(
             shard.source, shard.start, shard.stop, columns=["doc_id", "text"], batch_size=ENCODE_BATCH
         ):
-            encodings = encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
+            encodings = encode_batch(batch.column("text").to_pylist(), add_special_tokens=True)  # as stage.py
             ids = split_ids(batch, encodings, tok.eos_id, params.val_fraction)
             for split, writer in writers.items():
                 if ids[split]:

@@ -43,7 +43,9 @@ def _encoded_batches(backend: Any, clean_dir: Path) -> Iterator[tuple[pa.RecordB
     encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
 
     def encode(batch: pa.RecordBatch) -> list[Any]:
-        return encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
+        # special tokens on: a tokenizer that starts every text with BOS (Llama, Mistral) does so for
+        # each document here too, as in its pretraining and in the prompts generate encodes
+        return encode_batch(batch.column("text").to_pylist(), add_special_tokens=True)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
         pending: tuple[pa.RecordBatch, Future[list[Any]]] | None = None
