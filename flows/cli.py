@@ -296,11 +296,12 @@ def finetune(
     config: Annotated[Path | None, _config(TrainParams)] = None,
     max_minutes: Annotated[float | None, option(TrainParams, "max_minutes")] = None,
     max_steps: Annotated[int | None, option(TrainParams, "max_steps")] = None,
+    batch_size: Annotated[int | None, option(TrainParams, "batch_size")] = None,
     seed: Annotated[int | None, option(TrainParams, "seed")] = None,
 ) -> None:
     """Train on the latest tokenized corpus and register a new model version (torchrun-ready)."""
     _stage_logging()
-    from storage.runs import finish_run, start_run
+    from storage.runs import failed_on_error, finish_run, start_run
     from tasks.models import resolve_base_model
     from tasks.tokenize.stage import latest_tokens
     from tasks.train.distributed import TorchrunEnv
@@ -312,6 +313,7 @@ def finetune(
         config,
         max_minutes=("--max-minutes", max_minutes),
         max_steps=("--max-steps", max_steps),
+        batch_size=("--batch-size", batch_size),
         seed=("--seed", seed),
     )
     tokens = latest_tokens(settings)
@@ -320,7 +322,7 @@ def finetune(
     lead = TorchrunEnv().rank == 0  # under torchrun only rank 0 records and prints
     if lead:
         start_run(db, run_id, "finetune", params.model_dump())
-    with console.progress_bar("fine-tune") as progress:
+    with failed_on_error(db, run_id, record=lead), console.progress_bar("fine-tune") as progress:
         model = train_model(tokens, base, params, db, settings, run_id=run_id, progress=progress)
     if lead:
         finish_run(db, run_id, "completed", summary=model.model_dump())
@@ -353,6 +355,7 @@ def generate(
     config: Annotated[Path | None, _config(GenerationParams)] = None,
     samples_per_prompt: Annotated[int | None, option(GenerationParams, "samples_per_prompt")] = None,
     max_new_tokens: Annotated[int | None, option(GenerationParams, "max_new_tokens")] = None,
+    batch_size: Annotated[int | None, option(GenerationParams, "batch_size")] = None,
     temperature: Annotated[float | None, option(GenerationParams, "temperature")] = None,
     top_p: Annotated[float | None, option(GenerationParams, "top_p")] = None,
     seed: Annotated[int | None, option(GenerationParams, "seed")] = None,
@@ -361,7 +364,7 @@ def generate(
     _stage_logging()
     from storage.refs import ModelRef
     from storage.registry import get_model_version, latest_model_version
-    from storage.runs import finish_run, start_run
+    from storage.runs import failed_on_error, finish_run, start_run
     from tasks.generate.prompts import load_prompts, prompts_from_corpus, prompts_from_table
     from tasks.generate.stage import generate_drafts
     from tasks.review.stage import corpus_index, queue_run
@@ -372,6 +375,7 @@ def generate(
         config,
         samples_per_prompt=("--samples-per-prompt", samples_per_prompt),
         max_new_tokens=("--max-new-tokens", max_new_tokens),
+        batch_size=("--batch-size", batch_size),
         temperature=("--temperature", temperature),
         top_p=("--top-p", top_p),
         seed=("--seed", seed),
@@ -386,11 +390,11 @@ def generate(
         raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")
     run_id = run_id or uuid.uuid4().hex
     start_run(db, run_id, "generate", params.model_dump())
-    with console.progress_bar("generate") as progress:
-        result = generate_drafts(
-            ModelRef(version_id=info.id, name=info.name, path=info.path), rows, params, db, run_id, progress=progress
-        )
-    queued = queue_run(db, run_id, corpus_index(_settings(), None))
+    model_ref = ModelRef(version_id=info.id, name=info.name, path=info.path)
+    with failed_on_error(db, run_id):
+        with console.progress_bar("generate") as progress:
+            result = generate_drafts(model_ref, rows, params, db, run_id, progress=progress)
+        queued = queue_run(db, run_id, corpus_index(_settings(), None))
     finish_run(db, run_id, "completed", summary=result.model_dump())
     _print_stats(
         "generate",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from storage.db import Database
@@ -39,3 +41,16 @@ def finish_run(
             run.summary = summary
         if corpus_fingerprint is not None:
             run.corpus_fingerprint = corpus_fingerprint
+
+
+@contextmanager
+def failed_on_error(db: Database, run_id: str, record: bool = True) -> Iterator[None]:
+    """Mark the run failed, with the error's first line, when the block raises (an interrupt
+    included), so that no stage command leaves a run `running` behind it; then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        if record:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            finish_run(db, run_id, "failed", error=message)
+        raise

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,3 +128,30 @@ def pick_device() -> torch.device:
         torch.backends.cudnn.allow_tf32 = True
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator failing to get memory."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+@contextmanager
+def out_of_memory_is_one_line(doing: str, lower: str) -> Iterator[None]:
+    """Turn running out of (GPU or CPU) memory while `doing` into one line naming what to lower."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        asked = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMG]?i?B|\d+ bytes)", str(exc))
+        detail = f"it tried to allocate {asked.group(1)}" if asked else type(exc).__name__
+        raise DraftflowError(f"out of memory while {doing} ({detail}): lower {lower}") from None

@@ -142,3 +142,47 @@ def test_unreachable_hub_id_and_bad_paths_are_user_errors(db: Database, tmp_path
         resolve_base_model(str(tmp_path / "empty"), db)
     with pytest.raises(DraftflowError, match="model version 'v0042' is not in the registry"):
         resolve_base_model("v0042", db)
+
+
+@pytest.mark.slow
+def test_running_out_of_memory_is_one_line_naming_the_setting(settings: Settings, tmp_path: Path) -> None:
+    """A real allocation failure: the address space of `draftflow finetune` is capped at 6 GiB and a
+    micro-batch of 1,024 blocks of 256 tokens needs more. One line, the option to lower, no version."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from tasks.tokenize.params import TokenizeParams
+
+    cleaned = clean_corpus(ingest_corpus(["python-stdlib-docs"], settings), settings)
+    params = TokenizeParams(vocab_size=2000, block_size=256)
+    tokenize_corpus(
+        cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, params), settings, params
+    )
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("draftflow")), "finetune", "--batch-size", "1024", "--max-steps", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DRAFTFLOW_HOME": str(settings.home)},
+        preexec_fn=cap_memory,
+        timeout=300,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: out of memory while training (it tried to allocate ")
+    assert "(now 1024 x 256 tokens per micro-batch on cpu): --batch-size on finetune" in error
+    import sqlalchemy as sa
+
+    from storage.db import open_database
+    from storage.models import Run
+
+    db = open_database(settings.database_url)
+    assert latest_model_version(db) is None
+    with db.session() as s:
+        (run,) = s.scalars(sa.select(Run)).all()
+    assert run.kind == "finetune" and run.status == "failed" and run.error.startswith("out of memory while training")

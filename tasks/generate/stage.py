@@ -25,7 +25,7 @@ from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
 from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
 from tasks.generate.sampling import Output, Request, decode_batch
-from tasks.models import context_length, load_causal_lm, load_tokenizer, pad_id, pick_device
+from tasks.models import context_length, load_causal_lm, load_tokenizer, out_of_memory_is_one_line, pad_id, pick_device
 from tasks.progress import Progress, no_progress
 
 log = logging.getLogger("draftflow.generate")
@@ -185,14 +185,15 @@ def _generate_batch(
         )
         for j in batch
     ]
-    outputs = decode_batch(
-        model,
-        requests,
-        pad_id(tokenizer),
-        tokenizer.eos_token_id,
-        device,
-        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-    )
+    with out_of_memory_is_one_line("generating", _what_to_lower(requests)):
+        outputs = decode_batch(
+            model,
+            requests,
+            pad_id(tokenizer),
+            tokenizer.eos_token_id,
+            device,
+            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        )
     # The batch is part of the record: on a GPU, batched matmuls round differently from single
     # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
     batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
@@ -224,6 +225,14 @@ def _generate_batch(
             }
         )
     return rows, total
+
+
+def _what_to_lower(requests: list[Request]) -> str:
+    longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in requests)
+    return (
+        f"the batch size (now {len(requests)} drafts of up to {longest} tokens): --batch-size on generate, "
+        "generation.batch_size in a run --config file; or --max-new-tokens"
+    )
 
 
 def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow) -> list[int]:
@@ -288,14 +297,15 @@ def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
         requests.append(Request(ids, settings, member.seed))
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
-    outputs = decode_batch(
-        model,
-        requests,
-        pad_id(tokenizer),
-        tokenizer.eos_token_id,
-        device,
-        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-    )
+    with out_of_memory_is_one_line("generating", _what_to_lower(requests)):
+        outputs = decode_batch(
+            model,
+            requests,
+            pad_id(tokenizer),
+            tokenizer.eos_token_id,
+            device,
+            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        )
     index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
     return draft_text(tokenizer, members[index][1].text, outputs[index], requests[index].settings.stop)
 

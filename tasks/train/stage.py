@@ -23,7 +23,14 @@ from storage.parquet_store import count_rows, iter_batches, schema_metadata
 from storage.refs import BaseModelSpec, ModelRef, TokensRef
 from storage.registry import latest_model_version, register_model_version
 from storage.settings import Settings
-from tasks.models import context_length, load_causal_lm, load_tokenizer, quiet_transformers, tokenizer_id_of
+from tasks.models import (
+    context_length,
+    load_causal_lm,
+    load_tokenizer,
+    out_of_memory_is_one_line,
+    quiet_transformers,
+    tokenizer_id_of,
+)
 from tasks.progress import Progress, no_progress
 from tasks.train.checkpoints import Checkpointer
 from tasks.train.distributed import barrier, distributed_setup, share_from_rank0, wrap_ddp
@@ -143,18 +150,24 @@ def train_model(
     )
     runnable = wrap_ddp(model, device) if world > 1 else model
     runnable = torch.compile(runnable) if params.compile else runnable
-    state, stopped = train_loop(
-        runnable,
-        train_blocks,
-        val_blocks,
-        params,
-        device,
-        checkpoints,
-        progress if rank == 0 else no_progress,
-        rank=rank,
+    micro = f"{params.batch_size} x {tokens.block_size} tokens per micro-batch on {device.type}"
+    lower = (
+        f"the batch size (now {micro}): --batch-size on finetune, training.batch_size in a run --config "
+        "file; tokens_per_step keeps the step size through accumulation"
     )
+    with out_of_memory_is_one_line("training", lower):
+        state, stopped = train_loop(
+            runnable,
+            train_blocks,
+            val_blocks,
+            params,
+            device,
+            checkpoints,
+            progress if rank == 0 else no_progress,
+            rank=rank,
+        )
+        val_loss = evaluate(model, val_blocks, params, device)
     state.tokens_seen *= world  # every rank trained on its own batches
-    val_loss = evaluate(model, val_blocks, params, device)
     barrier()
     if state.best_val < val_loss and checkpoints.load_best(model):
         log.info(
