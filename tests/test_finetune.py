@@ -186,3 +186,22 @@ def test_running_out_of_memory_is_one_line_naming_the_setting(settings: Settings
     with db.session() as s:
         (run,) = s.scalars(sa.select(Run)).all()
     assert run.kind == "finetune" and run.status == "failed" and run.error.startswith("out of memory while training")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_gradient_checkpointing_trains_the_same_model(
+    family: str, settings: Settings, db: Database, corpus_dir: Path, tmp_path: Path
+) -> None:
+    """Recomputing activations saves memory, not results: the same steps give the same losses."""
+    import json
+
+    from testkit.tiny_models import save_tiny_causal_lm
+
+    folder = save_tiny_causal_lm(family, tmp_path / family, context=64)
+    base = resolve_base_model(str(folder), db)
+    tokens = prepare(settings, corpus_dir, base)
+    plain = train_model(tokens, base, TRAIN, db, settings)
+    saving = train_model(tokens, base, TRAIN.model_copy(update={"gradient_checkpointing": True}), db, settings)
+    assert saving.train_loss == pytest.approx(plain.train_loss, rel=1e-4)
+    assert saving.val_loss == pytest.approx(plain.val_loss, rel=1e-4)
+    assert json.loads((Path(saving.path) / "config.json").read_text()).get("use_cache", True) is True

@@ -34,6 +34,11 @@ class TrainParams(Params):
     checkpoint_interval: int = Field(100, ge=1, description="Steps between checkpoints.")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     compile: bool = Field(False, description="torch.compile the model (pays a warm-up; helps on GPU).")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: about a third slower, far less memory "
+        "(what a 1-8B model needs on one GPU).",
+    )
     promotion_tolerance: float = Field(
         0.02, ge=0, description="Promote a new version unless its perplexity is worse than the latest's by more."
     )

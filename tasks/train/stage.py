@@ -126,6 +126,15 @@ def train_model(
     train_blocks = read_blocks(Path(tokens.path) / "train")
     val_blocks = read_blocks(Path(tokens.path) / "val")
     model = build_model(base, tokens, params).to(device)
+    torch.manual_seed(params.seed + rank)  # dropout draws from the global generator: same seed, same run
+    if params.gradient_checkpointing:
+        # transformers 5 renamed it; older releases (the floor) have only the old name
+        no_reentrant = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=no_reentrant)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
+        model.config.use_cache = False  # a cache is of no use in training and conflicts with recomputation
     model.train()
     # Checkpoints live under the run id, so starting the same run again resumes it.
     checkpoints = Checkpointer(
@@ -168,6 +177,8 @@ def train_model(
         )
         val_loss = evaluate(model, val_blocks, params, device)
     state.tokens_seen *= world  # every rank trained on its own batches
+    if params.gradient_checkpointing:
+        model.config.use_cache = True  # the saved version generates with its KV cache
     barrier()
     if state.best_val < val_loss and checkpoints.load_best(model):
         log.info(
