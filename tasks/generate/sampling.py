@@ -148,7 +148,8 @@ def can_drop_rows(cache: Any) -> bool:
     layers = getattr(cache, "layers", None)
     if layers is not None:
         return bool(layers) and all(type(layer).__name__ in _DROPPABLE_LAYERS for layer in layers)
-    return False
+    # transformers < 4.56: a DynamicCache keeps plain per-layer key and value lists, no layer objects
+    return type(cache).__name__ == "DynamicCache" and hasattr(cache, "batch_select_indices")
 
 
 def _keep_rows(cache: Any, index: torch.Tensor) -> Any:
