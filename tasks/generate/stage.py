@@ -185,15 +185,7 @@ def _generate_batch(
         )
         for j in batch
     ]
-    with out_of_memory_is_one_line("generating", _what_to_lower(requests)):
-        outputs = decode_batch(
-            model,
-            requests,
-            pad_id(tokenizer),
-            tokenizer.eos_token_id,
-            device,
-            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-        )
+    outputs = _decode(model, tokenizer, requests, device)
     # The batch is part of the record: on a GPU, batched matmuls round differently from single
     # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
     batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
@@ -227,12 +219,22 @@ def _generate_batch(
     return rows, total
 
 
-def _what_to_lower(requests: list[Request]) -> str:
+def _decode(model: Any, tokenizer: Any, requests: list[Request], device: Any) -> list[Output]:
+    """One batch through the decode loop; running out of memory is one line naming what to lower."""
     longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in requests)
-    return (
+    lower = (
         f"the batch size (now {len(requests)} drafts of up to {longest} tokens): --batch-size on generate, "
         "generation.batch_size in a run --config file; or --max-new-tokens"
     )
+    with out_of_memory_is_one_line("generating", lower):
+        return decode_batch(
+            model,
+            requests,
+            pad_id(tokenizer),
+            tokenizer.eos_token_id,
+            device,
+            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+        )
 
 
 def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow) -> list[int]:
@@ -297,15 +299,7 @@ def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
         requests.append(Request(ids, settings, member.seed))
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
-    with out_of_memory_is_one_line("generating", _what_to_lower(requests)):
-        outputs = decode_batch(
-            model,
-            requests,
-            pad_id(tokenizer),
-            tokenizer.eos_token_id,
-            device,
-            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-        )
+    outputs = _decode(model, tokenizer, requests, device)
     index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
     return draft_text(tokenizer, members[index][1].text, outputs[index], requests[index].settings.stop)
 
