@@ -15,3 +15,9 @@ class TransitionError(DraftflowError):
 
 class ConflictError(DraftflowError):
     """A write based on a stale version of a record."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its first), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from storage.db import Database
+from storage.errors import first_line
 from storage.models import Run, utcnow
 
 
@@ -51,6 +52,5 @@ def failed_on_error(db: Database, run_id: str, record: bool = True) -> Iterator[
         yield
     except BaseException as exc:
         if record:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            finish_run(db, run_id, "failed", error=message)
+            finish_run(db, run_id, "failed", error=first_line(exc))
         raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage.db import Database
-from storage.errors import DraftflowError
+from storage.errors import DraftflowError, first_line
 from storage.refs import BaseModelSpec
 from storage.registry import get_model_version, latest_model_version
 
@@ -110,10 +110,9 @@ def _load(loader: Any, source: str, what: str) -> Any:
     try:
         return loader(source)
     except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DraftflowError(
             f"cannot load the {what} of base model '{source}': not a local folder "
-            f"with one, and not reachable on the model hub ({first_line})"
+            f"with one, and not reachable on the model hub ({first_line(exc)})"
         ) from None
 
 
