@@ -119,14 +119,15 @@ def main() -> None:
     names = list(contenders)
     for round_ in range(ROUNDS):  # interleaved rounds in rotating order, best of each
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            model = build_model(BaseModelSpec(kind="scratch"), tokens, PARAMS)  # same seed: same weights
+            # the same seed: the same weights
+            model = build_model(BaseModelSpec(kind="scratch"), tokens, PARAMS, torch.device("cpu"))
             run = contenders[name](model, blocks)  # set-up, untimed
             run(WARMUP)
             started = time.perf_counter()
             run(STEPS)
             rates[name].append(STEPS * tokens_per_step / (time.perf_counter() - started))
     best = {name: max(values) for name, values in rates.items()}
-    model = build_model(BaseModelSpec(kind="scratch"), tokens, PARAMS)
+    model = build_model(BaseModelSpec(kind="scratch"), tokens, PARAMS, torch.device("cpu"))
     n_params = sum(p.numel() for p in model.parameters())
     cfg = model.config
     flops_per_token = 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * tokens.block_size  # nanoGPT's estimate

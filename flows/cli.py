@@ -297,6 +297,8 @@ def finetune(
     max_minutes: Annotated[float | None, option(TrainParams, "max_minutes")] = None,
     max_steps: Annotated[int | None, option(TrainParams, "max_steps")] = None,
     batch_size: Annotated[int | None, option(TrainParams, "batch_size")] = None,
+    method: Annotated[str | None, option(TrainParams, "method", help="full or lora.")] = None,
+    lora_rank: Annotated[int | None, option(TrainParams, "lora_rank")] = None,
     seed: Annotated[int | None, option(TrainParams, "seed")] = None,
 ) -> None:
     """Train on the latest tokenized corpus and register a new model version (torchrun-ready)."""
@@ -314,6 +316,8 @@ def finetune(
         max_minutes=("--max-minutes", max_minutes),
         max_steps=("--max-steps", max_steps),
         batch_size=("--batch-size", batch_size),
+        method=("--method", method),
+        lora_rank=("--lora-rank", lora_rank),
         seed=("--seed", seed),
     )
     tokens = latest_tokens(settings)

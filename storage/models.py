@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -78,6 +79,8 @@ class ModelVersion(Base):
     wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     promoted: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    method: Mapped[str] = mapped_column(String(16), default="full")  # full | lora (an adapter over `base`)
+    trainable_params: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Prompt(Base):
@@ -127,6 +130,7 @@ class Draft(Base):
     flags: Mapped[str] = mapped_column(String(200), default="")  # comma-joined check flags
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher is claimed first
     approvals: Mapped[int] = mapped_column(Integer, default=0)  # towards required_reviews
+    engine: Mapped[str] = mapped_column(String(16), default="torch")  # the generation engine that wrote it
 
 
 class DraftRevision(Base):

@@ -52,7 +52,7 @@ def resolve_base_model(base_model: str | None, db: Database, from_scratch: bool 
         return BaseModelSpec(kind="registry", source=version.path, version_id=version.id)
     path = Path(base_model).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             raise DraftflowError(
                 f"base model folder '{base_model}' has no config.json "
                 "(give a folder written by save_pretrained, or a hub id)"
@@ -89,6 +89,15 @@ def tokenizer_id_of(tokenizer: Any) -> str:
     return text_hash(tokenizer.backend_tokenizer.to_str())[:16]
 
 
+def load_config(source: str) -> Any:
+    """The model config of a folder, hub id or version; a LoRA version's is its base's."""
+    from transformers import AutoConfig
+
+    from tasks.adapters import adapter_base, is_adapter
+
+    return _load(AutoConfig.from_pretrained, adapter_base(source) if is_adapter(source) else source, "config")
+
+
 def context_length(config: Any) -> int | None:
     """Positions a causal LM can attend over (GPT-2 calls it n_positions, most others max_position_embeddings)."""
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
@@ -99,11 +108,48 @@ def pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def load_causal_lm(source: str) -> Any:
+def load_causal_lm(
+    source: str,
+    *,
+    dtype: torch.dtype | None = None,
+    trainable_adapter: bool = False,
+    merge_adapter: bool = True,
+    **options: Any,
+) -> Any:
+    """A causal LM from a folder, a hub id or a registered version. A LoRA version (an adapter folder)
+    loads its base, then the adapter: merged into the weights by default (a plain model), kept as a
+    trainable PeftModel with `trainable_adapter` (training continues it). `dtype` None keeps float32."""
     from transformers import AutoModelForCausalLM
 
+    from tasks.adapters import adapter_base, is_adapter, load_adapter_model
+
     quiet_transformers()
-    return _load(AutoModelForCausalLM.from_pretrained, source, "model")
+    if dtype is not None:
+        options["dtype" if _takes_dtype() else "torch_dtype"] = dtype
+    if is_adapter(source):
+        base = _load(lambda s: AutoModelForCausalLM.from_pretrained(s, **options), adapter_base(source), "model")
+        return load_adapter_model(source, base, trainable=trainable_adapter, merge=merge_adapter)
+    return _load(lambda s: AutoModelForCausalLM.from_pretrained(s, **options), source, "model")
+
+
+def _takes_dtype() -> bool:
+    """transformers 5 renamed `torch_dtype` to `dtype` (4.x, the floor, knows only the old name)."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) >= 5
+
+
+def weights_dtype(choice: str, device: torch.device, frozen: bool) -> torch.dtype | None:
+    """The dtype to load weights in: `float32`, `bfloat16`, or `auto`: bf16 on a CUDA GPU that has it
+    for weights that do not train (a LoRA base, generation); float32 master weights for full
+    fine-tuning, whose matmuls still run in bf16 under autocast. None means float32."""
+    import torch
+
+    if choice == "bfloat16":
+        return torch.bfloat16
+    if choice == "auto" and frozen and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def _load(loader: Any, source: str, what: str) -> Any:

@@ -20,7 +20,7 @@ def test_migration_creates_every_table_once(db: Database) -> None:
     tables = set(sa.inspect(db.engine).get_table_names())
     assert {"runs", "model_versions", "prompts", "drafts", "review_events", "alembic_version"} <= tables
     with db.session() as s:
-        assert s.execute(sa.text("select version_num from alembic_version")).scalar() == "0002"
+        assert s.execute(sa.text("select version_num from alembic_version")).scalar() == "0003"
     again = Database(db.url)  # a second open finds the schema current and changes nothing
     assert set(sa.inspect(again.engine).get_table_names()) == tables
     again.dispose()
@@ -104,3 +104,12 @@ def test_failed_write_keeps_the_previous_dataset(tmp_path: Path) -> None:
     assert read_manifest(target)["fingerprint"] == "v1"
     assert [r["doc_id"] for b in iter_batches(target) for r in b.to_pylist()] == ["old"]
     assert not list(tmp_path.glob(".ds.staging-*"))  # staging cleaned up
+
+
+def test_the_migrations_build_every_column_the_models_describe(db: Database) -> None:
+    """Every column a model gained has its migration (and no migration adds a column the models lack)."""
+    from storage.models import Base
+
+    inspector = sa.inspect(db.engine)
+    for table in Base.metadata.sorted_tables:
+        assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.columns.keys()), table.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import Field
 
@@ -36,10 +37,22 @@ class GenerationParams(Params):
     repetition_penalty: float = Field(1.0, ge=1, le=5, description="> 1 discourages repeating tokens.")
     stop: list[str] = Field(default_factory=list, description="Stop strings: generation ends there, trimmed.")
     template: str = Field("{text}", description="Model input built from the prompt: {text} and {category}.")
+    chat: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Render prompts through the tokenizer's chat template (auto: when it has one); the draft "
+        "is the assistant's answer, ended at the template's end-of-turn token.",
+    )
+    system_prompt: str = Field("", description="With chat: the system turn before every prompt (empty: none).")
+    system_prompts: dict[str, str] = Field(
+        default_factory=dict, description="With chat: a system turn per prompt category, over system_prompt."
+    )
     batch_size: int | None = Field(
         None, ge=1, le=1024, description="Prompts per batch; empty = 32 on CPU, 128 on a GPU."
     )
     seed: int = Field(1234, description="Run seed; each draft's seed derives from it, the prompt and the sample.")
+
+    def system_for(self, prompt: PromptRow) -> str | None:
+        return self.system_prompts.get(prompt.category or "", self.system_prompt) or None
 
     def settings_for(self, prompt: PromptRow) -> SampleSettings:
         values = {k: getattr(self, k) for k in OVERRIDABLE} | {

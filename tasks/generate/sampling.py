@@ -83,14 +83,14 @@ def _next_tokens(
     requests: list[Request],
     outputs: list[list[int]],
     generators: list[torch.Generator],
-    eos_id: int,
+    end_ids: list[int],
 ) -> list[int]:
     """One token per row. Filtering is vectorized over rows with equal settings (the usual case);
     only the draw is per row, with that draft's own generator."""
     logits = logits.float().clone()
     for row, r in enumerate(requests):
         if len(outputs[row]) < r.settings.min_new_tokens:
-            logits[row, eos_id] = float("-inf")
+            logits[row, end_ids] = float("-inf")
         if r.settings.repetition_penalty != 1.0:
             seen = torch.tensor(r.prompt_ids + outputs[row], dtype=torch.long, device=logits.device)
             _penalize_repeats(logits[row], seen, r.settings.repetition_penalty)
@@ -170,8 +170,11 @@ def decode_batch(
     device: torch.device,
     decode: Any = None,
     drop_finished: bool = True,
+    end_ids: frozenset[int] = frozenset(),
 ) -> list[Output]:
     """Generate for a batch of prompts; `decode(ids) -> str` is needed only for stop strings.
+    `end_ids` end a row as EOS does (a chat template's end-of-turn token); the row's output keeps
+    the token that ended it, reported as stopped by "eos".
 
     Finished rows leave the batch and the KV cache when the cache allows it (`can_drop_rows`) and
     `drop_finished` is on; otherwise they stay, fed EOS, and what they produce is ignored. Either way
@@ -191,6 +194,7 @@ def decode_batch(
     if drop_finished and not can_drop:
         log.info("the %s cannot drop finished rows: they stay in the batch", type(cache).__name__)
     next_pos = positions[:, -1] + 1
+    ends = sorted({eos_id, *end_ids})
     while True:
         live = [row for row, original in enumerate(batch) if not stopped[original]]
         chosen = _next_tokens(
@@ -198,7 +202,7 @@ def decode_batch(
             [requests[batch[row]] for row in live],
             [outputs[batch[row]] for row in live],
             [generators[batch[row]] for row in live],
-            eos_id,
+            ends,
         )
         fed = [eos_id] * len(batch)  # a finished row that stays in the batch is fed EOS, and ignored
         for row, token in zip(live, chosen, strict=True):
@@ -206,7 +210,7 @@ def decode_batch(
             r = requests[original]
             outputs[original].append(token)
             fed[row] = token
-            if token == eos_id:
+            if token in ends:
                 stopped[original] = "eos"
             elif (
                 r.settings.stop and decode is not None and any(s in decode(outputs[original]) for s in r.settings.stop)

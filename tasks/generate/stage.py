@@ -16,16 +16,24 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoConfig
 
 from storage.db import Database
 from storage.drafts import PromptRow, existing_samples, insert_drafts, upsert_prompts
 from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
+from tasks.generate.chat import end_of_turn_ids, render_chat, use_chat
 from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
 from tasks.generate.sampling import Output, Request, decode_batch
-from tasks.models import context_length, load_causal_lm, load_tokenizer, out_of_memory_is_one_line, pad_id, pick_device
+from tasks.models import (
+    context_length,
+    load_causal_lm,
+    load_config,
+    load_tokenizer,
+    out_of_memory_is_one_line,
+    pad_id,
+    pick_device,
+)
 from tasks.progress import Progress, no_progress
 
 log = logging.getLogger("draftflow.generate")
@@ -106,18 +114,21 @@ def generate_drafts(
     started = time.perf_counter()
     device = pick_device() if model is None else next(model.parameters()).device
     tokenizer = load_tokenizer(model_ref.path)
-    config = AutoConfig.from_pretrained(model_ref.path)
+    config = load_config(model_ref.path)
     context = context_length(config)
     check_room(params, prompts, context, model_ref.name)
+    chat = use_chat(tokenizer, params.chat, model_ref.name)
+    end_ids = end_of_turn_ids(tokenizer, model_ref.path) if chat else frozenset()
     ids = upsert_prompts(db, prompts)
     done = existing_samples(db, run_id)
     jobs = []
     for s in range(params.samples_per_prompt):
         for p in prompts:
             if (ids[p.key], s) not in done:
-                fitted = fit_to_context(
-                    encode_prompt(tokenizer, params.template, p), params.settings_for(p).max_new_tokens, context
+                input_ids = encode_prompt(
+                    tokenizer, params.template, p, system=params.system_for(p), chat=chat, model_name=model_ref.name
                 )
+                fitted = fit_to_context(input_ids, params.settings_for(p).max_new_tokens, context)
                 jobs.append(_Job(p, ids[p.key], s, *fitted))
     skipped = len(prompts) * params.samples_per_prompt - len(jobs)
     fits = Counter(j.fitted for j in jobs if j.fitted)
@@ -138,7 +149,9 @@ def generate_drafts(
     batch_size = params.batch_size or (128 if device.type == "cuda" else 32)
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start : start + batch_size]
-        rows, tokens = _generate_batch(model, tokenizer, batch, params, device, run_id, model_ref.version_id)
+        rows, tokens = _generate_batch(
+            model, tokenizer, batch, params, device, run_id, model_ref.version_id, chat, end_ids
+        )
         new_drafts += insert_drafts(db, rows)
         new_tokens += tokens
         if rows:
@@ -176,6 +189,8 @@ def _generate_batch(
     device: Any,
     run_id: str,
     model_version_id: int,
+    chat: bool,
+    end_ids: frozenset[int],
 ) -> tuple[list[dict[str, Any]], int]:
     requests = [
         Request(
@@ -185,7 +200,7 @@ def _generate_batch(
         )
         for j in batch
     ]
-    outputs = _decode(model, tokenizer, requests, device)
+    outputs = _decode(model, tokenizer, requests, device, end_ids)
     # The batch is part of the record: on a GPU, batched matmuls round differently from single
     # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
     batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
@@ -193,7 +208,7 @@ def _generate_batch(
     for position, (job, request, out) in enumerate(zip(batch, requests, outputs, strict=True)):
         new = out.ids[:-1] if out.stopped == "eos" else out.ids
         total += len(out.ids)
-        text = draft_text(tokenizer, job.prompt.text, out, request.settings.stop)
+        text = draft_text(tokenizer, "" if chat else job.prompt.text, out, request.settings.stop)
         settings = request.settings
         rows.append(
             {
@@ -205,7 +220,8 @@ def _generate_batch(
                 "original_text": text,
                 "current_text": text,
                 "params": {k: getattr(settings, k) for k in OVERRIDABLE}
-                | {"template": params.template, "batch": {"id": batch_id, "position": position}},
+                | {"template": params.template, "batch": {"id": batch_id, "position": position}}
+                | ({"chat": True, "system": params.system_for(job.prompt)} if chat else {}),
                 "seed": request.seed,
                 "scores": {
                     "new_tokens": len(new),
@@ -219,7 +235,9 @@ def _generate_batch(
     return rows, total
 
 
-def _decode(model: Any, tokenizer: Any, requests: list[Request], device: Any) -> list[Output]:
+def _decode(
+    model: Any, tokenizer: Any, requests: list[Request], device: Any, end_ids: frozenset[int] = frozenset()
+) -> list[Output]:
     """One batch through the decode loop; running out of memory is one line naming what to lower."""
     longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in requests)
     lower = (
@@ -234,14 +252,26 @@ def _decode(model: Any, tokenizer: Any, requests: list[Request], device: Any) ->
             tokenizer.eos_token_id,
             device,
             decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+            end_ids=end_ids,
         )
 
 
-def encode_prompt(tokenizer: Any, template: str, prompt: PromptRow) -> list[int]:
-    """Model input ids for the templated prompt, starting as a training document does (fit_to_context
-    fits them): tokenize encodes each document with the tokenizer's special tokens and ends it with
-    EOS, so a prompt is encoded the same way, without a closing EOS, after the EOS that ended the
-    document before it. A tokenizer that adds BOS (Llama, Mistral) gives BOS + prompt."""
+def encode_prompt(
+    tokenizer: Any,
+    template: str,
+    prompt: PromptRow,
+    system: str | None = None,
+    chat: bool = False,
+    model_name: str = "the model",
+) -> list[int]:
+    """Model input ids for the templated prompt (fit_to_context fits them).
+
+    With `chat`, the prompt is the user's turn of the chat template (after `system`, if any). Otherwise
+    it starts as a training document does: tokenize encodes each document with the tokenizer's special
+    tokens and ends it with EOS, so a prompt is encoded the same way, without a closing EOS, after the
+    EOS that ended the document before it. A tokenizer that adds BOS (Llama, Mistral) gives BOS + prompt."""
+    if chat:
+        return render_chat(tokenizer, render_input(template, prompt), system, model_name)
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
     ids = list(tokenizer(render_input(template, prompt), add_special_tokens=True)["input_ids"])
     if len(ids) > 1 and ids[-1] == eos:  # a post-processor that closes every text with EOS
@@ -266,7 +296,8 @@ def check_room(params: GenerationParams, prompts: Sequence[PromptRow], context: 
 
 
 def draft_text(tokenizer: Any, prompt_text: str, out: Output, stop: list[str]) -> str:
-    """The draft as editors see it: the prompt, then the continuation cut at EOS or a stop string."""
+    """The draft as editors see it: the prompt (none for a chat answer), then the continuation cut at
+    EOS (or end-of-turn) or a stop string."""
     new = out.ids[:-1] if out.stopped == "eos" else out.ids
     return (prompt_text + _trim_stop(tokenizer.decode(new, skip_special_tokens=True), stop)).strip()
 
@@ -287,21 +318,26 @@ def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
         members = [(draft, get_draft(db, draft_id)[1])]
     version = get_model_version(db, draft.model_version_id)
     tokenizer = load_tokenizer(version.path)
-    context = context_length(AutoConfig.from_pretrained(version.path))
+    context = context_length(load_config(version.path))
     requests = []
     for member, prompt in members:
         settings = SampleSettings(**{k: v for k, v in member.params.items() if k in OVERRIDABLE})
         row = PromptRow(key="", text=prompt.text, category=prompt.category, source=prompt.source)
         # the recorded max_new_tokens is the fitted one: fitting again gives the same prompt ids
-        ids, _, _ = fit_to_context(
-            encode_prompt(tokenizer, member.params.get("template", "{text}"), row), settings.max_new_tokens, context
+        chat = bool(member.params.get("chat"))
+        encoded = encode_prompt(
+            tokenizer, member.params.get("template", "{text}"), row, member.params.get("system"), chat, version.name
         )
+        ids, _, _ = fit_to_context(encoded, settings.max_new_tokens, context)
         requests.append(Request(ids, settings, member.seed))
     device = pick_device()
     model = load_causal_lm(version.path).to(device).eval()
-    outputs = _decode(model, tokenizer, requests, device)
+    chat = bool(draft.params.get("chat"))
+    end_ids = end_of_turn_ids(tokenizer, version.path) if chat else frozenset()
+    outputs = _decode(model, tokenizer, requests, device, end_ids)
     index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
-    return draft_text(tokenizer, members[index][1].text, outputs[index], requests[index].settings.stop)
+    prompt_text = "" if chat else members[index][1].text
+    return draft_text(tokenizer, prompt_text, outputs[index], requests[index].settings.stop)
 
 
 def _trim_stop(text: str, stops: list[str]) -> str:

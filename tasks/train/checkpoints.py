@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tasks.train.distributed import barrier
 
@@ -45,6 +45,29 @@ def _unwrap(model: Any) -> Any:
         model = inner
 
 
+def save_weights(model: Any, path: Path) -> None:
+    """The weights that train: all of them (tied weights handled), or only the trainable ones when
+    some are frozen (a LoRA adapter: megabytes, where its base may be gigabytes that never change)."""
+    model = _unwrap(model)
+    if all(p.requires_grad for p in model.parameters()):
+        save_model(model, str(path))
+    else:
+        save_file({n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}, str(path))
+
+
+def load_weights(model: Any, path: Path) -> None:
+    """Load what `save_weights` wrote; with frozen weights, every trainable one must be in the file."""
+    model = _unwrap(model)
+    if all(p.requires_grad for p in model.parameters()):
+        load_model(model, str(path))
+        return
+    state = load_file(str(path), device=str(next(model.parameters()).device))
+    wanted = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(state) != wanted:
+        raise RuntimeError(f"checkpoint {path} does not hold this model's trainable weights")
+    model.load_state_dict(state, strict=False)
+
+
 class Checkpointer:
     """Under DDP every rank calls `save` and `restore` (each keeps its own RNG file); rank 0 writes
     the shared parts: the weights and optimizer state are identical on every rank."""
@@ -58,7 +81,7 @@ class Checkpointer:
         if self.rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            save_model(_unwrap(model), str(tmp / "model.safetensors"))  # handles GPT-2's tied weights
+            save_weights(model, tmp / "model.safetensors")
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             (tmp / "state.json").write_text(json.dumps(asdict(state)))
         barrier()
@@ -84,7 +107,7 @@ class Checkpointer:
         if not checkpoints:
             return None
         latest = checkpoints[-1]
-        load_model(_unwrap(model), str(latest / "model.safetensors"))
+        load_weights(model, latest / "model.safetensors")
         optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
         rng = torch.load(latest / f"rng-{self.rank}.pt", weights_only=True)
         torch.set_rng_state(rng["torch"])
@@ -98,7 +121,7 @@ class Checkpointer:
     def save_best(self, model: Any) -> None:
         tmp, final = self.folder / ".best.tmp", self.folder / "best"
         tmp.mkdir(parents=True, exist_ok=True)
-        save_model(_unwrap(model), str(tmp / "model.safetensors"))
+        save_weights(model, tmp / "model.safetensors")
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
 
@@ -106,7 +129,7 @@ class Checkpointer:
         best = self.folder / "best" / "model.safetensors"
         if not best.is_file():
             return False
-        load_model(_unwrap(model), str(best))
+        load_weights(model, best)
         return True
 
     def clear(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field
 
@@ -38,6 +39,25 @@ class TrainParams(Params):
         False,
         description="Recompute activations in the backward pass: about a third slower, far less memory "
         "(what a 1-8B model needs on one GPU).",
+    )
+    method: Literal["full", "lora"] = Field(
+        "full",
+        description="full: train every weight; lora: train a small LoRA adapter over a frozen pretrained base "
+        "(the version folder holds only the adapter).",
+    )
+    lora_rank: int = Field(16, ge=1, le=1024, description="LoRA rank r (method lora).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha: the adapter's update is scaled by alpha / r.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA adapter's input.")
+    lora_target_modules: list[str] | None = Field(
+        None, description="Layer names LoRA adapts (q_proj, v_proj, ...); empty = every linear layer but the head."
+    )
+    quantize: Literal["none", "4bit"] = Field(
+        "none", description="4bit: QLoRA, the frozen base loaded in 4-bit NF4 (method lora, CUDA + bitsandbytes)."
+    )
+    weights: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Weight dtype: auto = bf16 for a frozen LoRA base on a GPU, float32 masters otherwise "
+        "(matmuls run in bf16 on a GPU either way).",
     )
     promotion_tolerance: float = Field(
         0.02, ge=0, description="Promote a new version unless its perplexity is worse than the latest's by more."

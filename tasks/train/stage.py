@@ -23,6 +23,7 @@ from storage.parquet_store import count_rows, iter_batches, schema_metadata
 from storage.refs import BaseModelSpec, ModelRef, TokensRef
 from storage.registry import latest_model_version, register_model_version
 from storage.settings import Settings
+from tasks.adapters import add_lora, is_peft_model, quantized_base_options, trainable_parameters
 from tasks.models import (
     context_length,
     load_causal_lm,
@@ -30,6 +31,7 @@ from tasks.models import (
     out_of_memory_is_one_line,
     quiet_transformers,
     tokenizer_id_of,
+    weights_dtype,
 )
 from tasks.progress import Progress, no_progress
 from tasks.train.checkpoints import Checkpointer
@@ -69,10 +71,19 @@ def check_blocks(tokens: TokensRef) -> None:
             )
 
 
-def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> Any:
+def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams, device: torch.device) -> Any:
+    """The model to train: GPT-2 from a config (scratch), or a pretrained model (hub id, folder or
+    version) with, for method lora, a new LoRA adapter, or its own adapter when it is a LoRA version."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    if params.quantize != "none" and params.method != "lora":
+        raise DraftflowError('training.quantize 4bit is QLoRA: it needs "method": "lora" (a 4-bit base cannot train)')
     if base.kind == "scratch":
+        if params.method == "lora":
+            raise DraftflowError(
+                "LoRA adapts a pretrained model, and this run starts from scratch: give --base-model "
+                '(a hub id, a folder or a version), or train the scratch model with "method": "full"'
+            )
         if params.n_embd % params.n_head:
             raise DraftflowError(f"n_embd {params.n_embd} is not divisible by n_head {params.n_head}")
         eos = tokens.tokenizer.eos_id
@@ -86,7 +97,8 @@ def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> 
             eos_token_id=eos,
         )
         torch.manual_seed(params.seed)
-        return GPT2LMHeadModel(config)
+        scratch: Any = GPT2LMHeadModel(config)
+        return scratch.to(device)
     assert base.source is not None
     base_tok = tokenizer_id_of(load_tokenizer(base.source))
     if base_tok != tokens.tokenizer.tokenizer_id:
@@ -94,7 +106,15 @@ def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> 
             f"the tokens were made with tokenizer {tokens.tokenizer.tokenizer_id}, but base model "
             f"'{base.label}' uses {base_tok}: run `draftflow tokenize` with the same --base-model"
         )
-    model = load_causal_lm(base.source)
+    lora = params.method == "lora"
+    options = quantized_base_options(device) | {"device_map": {"": device}} if params.quantize == "4bit" else {}
+    model = load_causal_lm(
+        base.source,
+        dtype=weights_dtype(params.weights, device, frozen=lora),
+        trainable_adapter=lora,  # a LoRA version trains on as the same adapter; full training merges it
+        merge_adapter=not lora,
+        **options,
+    )
     max_positions = context_length(model.config)
     if max_positions and tokens.block_size > max_positions:
         raise DraftflowError(
@@ -102,7 +122,24 @@ def build_model(base: BaseModelSpec, tokens: TokensRef, params: TrainParams) -> 
             f"{max_positions} tokens: re-tokenize with --block-size {max_positions}"
         )
     if tokens.tokenizer.vocab_size > model.get_input_embeddings().num_embeddings:
+        if lora:
+            raise DraftflowError(
+                f"the tokenizer has {tokens.tokenizer.vocab_size} tokens but '{base.label}' embeds "
+                f"{model.get_input_embeddings().num_embeddings}: LoRA cannot grow the embeddings; train with "
+                '"method": "full"'
+            )
         model.resize_token_embeddings(tokens.tokenizer.vocab_size)
+    if not lora:
+        model.requires_grad_(True)  # a merged LoRA version comes back with its base weights frozen
+    if not options:  # a 4-bit model is placed by device_map and refuses .to()
+        model = model.to(device)
+    if lora and not is_peft_model(model):
+        if params.quantize == "4bit":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing)
+        torch.manual_seed(params.seed)  # the adapter's initial weights: the same run starts the same way
+        model = add_lora(model, params)
     return model
 
 
@@ -125,7 +162,7 @@ def train_model(
     check_blocks(tokens)
     train_blocks = read_blocks(Path(tokens.path) / "train")
     val_blocks = read_blocks(Path(tokens.path) / "val")
-    model = build_model(base, tokens, params).to(device)
+    model = build_model(base, tokens, params, device)
     torch.manual_seed(params.seed + rank)  # dropout draws from the global generator: same seed, same run
     if params.gradient_checkpointing:
         # transformers 5 renamed it; older releases (the floor) have only the old name
@@ -141,11 +178,14 @@ def train_model(
         settings.home / "checkpoints" / (run_id or uuid.uuid4().hex), keep=params.keep_checkpoints, rank=rank
     )
     n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = trainable_parameters(model)
     log.info(
-        "training %s (%.2fM params) on %s x%d: %d train / %d val blocks of %d, %d x %d tokens per step "
-        "per rank, budget %d steps / %s tokens / %.1f min",
+        "training %s with %s (%.2fM params, %.2fM trainable) on %s x%d: %d train / %d val blocks of %d, "
+        "%d x %d tokens per step per rank, budget %d steps / %s tokens / %.1f min",
         base.label,
+        params.method,
         n_params / 1e6,
+        n_trainable / 1e6,
         device,
         world,
         len(train_blocks),
@@ -202,6 +242,8 @@ def train_model(
         "world_size": world,
         "tokens_per_second": state.tokens_seen / state.elapsed if state.elapsed else 0.0,
         "params": n_params,
+        "method": params.method,
+        "trainable_params": n_trainable,
         "device": device.type,
         "history": state.history,
     }
@@ -271,6 +313,8 @@ def _save_and_register(
         tokens_seen=metrics["tokens_seen"],
         wall_seconds=metrics["wall_seconds"],
         promoted=promoted,
+        method=params.method,
+        trainable_params=metrics["trainable_params"],
     )
     log.info("registered model version %s at %s", info.name, info.path)
     return ModelRef(
