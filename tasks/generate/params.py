@@ -46,8 +46,16 @@ class GenerationParams(Params):
     system_prompts: dict[str, str] = Field(
         default_factory=dict, description="With chat: a system turn per prompt category, over system_prompt."
     )
+    engine: Literal["auto", "torch", "vllm"] = Field(
+        "auto",
+        description="torch: our KV-cache loop (exact replays); vllm: vLLM on a CUDA GPU (the vllm extra); "
+        "auto: vllm where CUDA and vLLM are, torch otherwise.",
+    )
+    merge_lora: bool = Field(
+        True, description="Torch engine, LoRA version: merge the adapter into the base weights (faster to run)."
+    )
     batch_size: int | None = Field(
-        None, ge=1, le=1024, description="Prompts per batch; empty = 32 on CPU, 128 on a GPU."
+        None, ge=1, le=4096, description="Prompts per batch; empty = 32 on CPU, 128 on a GPU, 1024 with vLLM."
     )
     seed: int = Field(1234, description="Run seed; each draft's seed derives from it, the prompt and the sample.")
 

@@ -8,11 +8,13 @@ batch and (run, prompt, sample) is unique: a run started again makes only the mi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,17 +24,18 @@ from storage.drafts import PromptRow, existing_samples, insert_drafts, upsert_pr
 from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
+from tasks.adapters import is_adapter
 from tasks.generate.chat import end_of_turn_ids, render_chat, use_chat
+from tasks.generate.engines import Engine, TorchEngine, VllmEngine, pick_engine
 from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
-from tasks.generate.sampling import Output, Request, decode_batch
+from tasks.generate.sampling import Output, Request
 from tasks.models import (
     context_length,
     load_causal_lm,
     load_config,
     load_tokenizer,
-    out_of_memory_is_one_line,
-    pad_id,
     pick_device,
+    weights_dtype,
 )
 from tasks.progress import Progress, no_progress
 
@@ -117,6 +120,7 @@ def generate_drafts(
     config = load_config(model_ref.path)
     context = context_length(config)
     check_room(params, prompts, context, model_ref.name)
+    engine_name = "torch" if model is not None else pick_engine(params.engine, device.type == "cuda")
     chat = use_chat(tokenizer, params.chat, model_ref.name)
     end_ids = end_of_turn_ids(tokenizer, model_ref.path) if chat else frozenset()
     ids = upsert_prompts(db, prompts)
@@ -142,16 +146,15 @@ def generate_drafts(
         )
     # Bucketing: jobs sorted by prompt length, so a batch pads little; the order is deterministic.
     jobs.sort(key=lambda j: (len(j.input_ids), j.prompt.key, j.sample_index))
-    if jobs and model is None:
-        model = load_causal_lm(model_ref.path).to(device).eval()
+    engine = _engine(engine_name, model_ref.path, tokenizer, params, device, model) if jobs else None
     new_drafts = new_tokens = 0
     samples: list[dict[str, Any]] = []
-    batch_size = params.batch_size or (128 if device.type == "cuda" else 32)
+    default_batch = 1024 if engine and engine.name == "vllm" else 128 if device.type == "cuda" else 32
+    batch_size = params.batch_size or default_batch
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start : start + batch_size]
-        rows, tokens = _generate_batch(
-            model, tokenizer, batch, params, device, run_id, model_ref.version_id, chat, end_ids
-        )
+        assert engine is not None
+        rows, tokens = _generate_batch(engine, tokenizer, batch, params, run_id, model_ref.version_id, chat, end_ids)
         new_drafts += insert_drafts(db, rows)
         new_tokens += tokens
         if rows:
@@ -181,12 +184,22 @@ def generate_drafts(
     return result
 
 
+def _engine(name: str, path: str, tokenizer: Any, params: GenerationParams, device: Any, model: Any = None) -> Engine:
+    """The engine named (pick_engine checked it can run here); a model the caller loaded runs on torch."""
+    if name == "vllm":
+        rank = json.loads((Path(path) / "adapter_config.json").read_text()).get("r") if is_adapter(path) else None
+        return VllmEngine(path, tokenizer, params.seed, rank)
+    if model is None:
+        frozen = weights_dtype("auto", device, frozen=True)  # bf16 on a GPU that has it: nothing trains here
+        model = load_causal_lm(path, dtype=frozen, merge_adapter=params.merge_lora).to(device).eval()
+    return TorchEngine(model, tokenizer, device)
+
+
 def _generate_batch(
-    model: Any,
+    engine: Engine,
     tokenizer: Any,
     batch: list[_Job],
     params: GenerationParams,
-    device: Any,
     run_id: str,
     model_version_id: int,
     chat: bool,
@@ -200,7 +213,7 @@ def _generate_batch(
         )
         for j in batch
     ]
-    outputs = _decode(model, tokenizer, requests, device, end_ids)
+    outputs = engine.decode(requests, end_ids)
     # The batch is part of the record: on a GPU, batched matmuls round differently from single
     # ones, so a draft regenerates exactly only in its own batch (regenerate_draft replays it).
     batch_id = fingerprint(run_id, [(j.prompt.key, j.sample_index) for j in batch])[:16]
@@ -223,6 +236,7 @@ def _generate_batch(
                 | {"template": params.template, "batch": {"id": batch_id, "position": position}}
                 | ({"chat": True, "system": params.system_for(job.prompt)} if chat else {}),
                 "seed": request.seed,
+                "engine": engine.name,
                 "scores": {
                     "new_tokens": len(new),
                     "prompt_tokens": len(job.input_ids),
@@ -233,27 +247,6 @@ def _generate_batch(
             }
         )
     return rows, total
-
-
-def _decode(
-    model: Any, tokenizer: Any, requests: list[Request], device: Any, end_ids: frozenset[int] = frozenset()
-) -> list[Output]:
-    """One batch through the decode loop; running out of memory is one line naming what to lower."""
-    longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in requests)
-    lower = (
-        f"the batch size (now {len(requests)} drafts of up to {longest} tokens): --batch-size on generate, "
-        "generation.batch_size in a run --config file; or --max-new-tokens"
-    )
-    with out_of_memory_is_one_line("generating", lower):
-        return decode_batch(
-            model,
-            requests,
-            pad_id(tokenizer),
-            tokenizer.eos_token_id,
-            device,
-            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-            end_ids=end_ids,
-        )
 
 
 def encode_prompt(
@@ -331,10 +324,11 @@ def regenerate_draft(db: Database, draft_id: int, alone: bool = False) -> str:
         ids, _, _ = fit_to_context(encoded, settings.max_new_tokens, context)
         requests.append(Request(ids, settings, member.seed))
     device = pick_device()
-    model = load_causal_lm(version.path).to(device).eval()
+    name = pick_engine(draft.engine, device.type == "cuda")  # the engine that wrote it, or one line why not
+    engine = _engine(name, version.path, tokenizer, GenerationParams(), device)
     chat = bool(draft.params.get("chat"))
     end_ids = end_of_turn_ids(tokenizer, version.path) if chat else frozenset()
-    outputs = _decode(model, tokenizer, requests, device, end_ids)
+    outputs = engine.decode(requests, end_ids)
     index = next(i for i, (member, _) in enumerate(members) if member.id == draft_id)
     prompt_text = "" if chat else members[index][1].text
     return draft_text(tokenizer, prompt_text, outputs[index], requests[index].settings.stop)
