@@ -44,7 +44,15 @@ def _gpt2_124m() -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     # GPT-2 small; vocabulary padded to a multiple of 64 as nanoGPT does (tensor-core friendly)
-    config = GPT2Config(vocab_size=50304) if GPU else GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=512, bos_token_id=0, eos_token_id=0)
+    tiny: dict[str, Any] = {
+        "n_layer": 2,
+        "n_embd": 64,
+        "n_head": 2,
+        "vocab_size": 512,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    }
+    config = GPT2Config(vocab_size=50304) if GPU else GPT2Config(**tiny)
     torch.manual_seed(0)
     return GPT2LMHeadModel(config)
 
