@@ -230,3 +230,17 @@ def test_a_killed_lora_run_resumes_to_the_same_losses(
     after = [(h["step"], h["train_loss"]) for h in second["history"] if "train_loss" in h and h["step"] > resumed_from]
     assert after and all(loss == pytest.approx(losses[step], rel=1e-4) for step, loss in after)
     assert is_adapter(str(home / "models" / "v0002"))
+
+
+def test_a_version_that_fails_to_register_leaves_no_folder(
+    settings: Settings, db: Database, llama: Path, llama_tokens: TokensRef
+) -> None:
+    """The registry insert fails (its run was never recorded): no row, and no staged or final folder."""
+    base = BaseModelSpec(kind="pretrained", source=str(llama))
+    with pytest.raises(sa.exc.IntegrityError):
+        train_model(llama_tokens, base, LORA, db, settings, run_id="a-run-nobody-started")
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ModelVersion)) == 0
+    assert list(settings.models_dir.iterdir()) == []
+    version = train_model(llama_tokens, base, LORA, db, settings)  # and the next one registers as usual
+    assert version.name == "v0001" and json.loads(Path(version.path, "metrics.json").read_text())["adapter_of"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ from storage.parquet_store import count_rows, iter_batches, schema_metadata
 from storage.refs import BaseModelSpec, ModelRef, TokensRef
 from storage.registry import latest_model_version, register_model_version
 from storage.settings import Settings
-from tasks.adapters import add_lora, is_peft_model, quantized_base_options, trainable_parameters
+from tasks.adapters import (
+    adapter_base,
+    add_lora,
+    is_adapter,
+    is_peft_model,
+    quantized_base_options,
+    trainable_parameters,
+)
 from tasks.models import (
     context_length,
     load_causal_lm,
@@ -290,32 +298,38 @@ def _save_and_register(
     metrics = {**metrics, "promoted": promoted, "promotion": note}
     log.info("promotion: %s", note)
     staged = settings.models_dir / f".staging-{uuid.uuid4().hex[:8]}"
-    quiet_transformers()
-    model.save_pretrained(staged)  # safetensors by default
-    load_tokenizer(tokens.tokenizer.path).save_pretrained(staged)
-    (staged / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_loss_curve(metrics["history"], staged / "loss_curve.png", f"{base.label}: {metrics['steps']} steps")
-    write_tensorboard(metrics["history"], staged, metrics)
-    info = register_model_version(
-        db,
-        staged,
-        settings.models_dir,
-        base=base.label,
-        parent_id=base.version_id,
-        run_id=run_id,
-        tokenizer_id=tokens.tokenizer.tokenizer_id,
-        corpus_fingerprint=tokens.corpus_fingerprint,
-        tokens_fingerprint=tokens.fingerprint,
-        hyperparams=params.model_dump(),
-        train_loss=metrics["train_loss"],
-        val_loss=metrics["val_loss"],
-        perplexity=metrics["perplexity"],
-        tokens_seen=metrics["tokens_seen"],
-        wall_seconds=metrics["wall_seconds"],
-        promoted=promoted,
-        method=params.method,
-        trainable_params=metrics["trainable_params"],
-    )
+    try:
+        quiet_transformers()
+        model.save_pretrained(staged)  # safetensors by default; a LoRA model writes its adapter only
+        if is_adapter(str(staged)):
+            metrics["adapter_of"] = adapter_base(str(staged))
+        load_tokenizer(tokens.tokenizer.path).save_pretrained(staged)
+        (staged / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_loss_curve(metrics["history"], staged / "loss_curve.png", f"{base.label}: {metrics['steps']} steps")
+        write_tensorboard(metrics["history"], staged, metrics)
+        info = register_model_version(
+            db,
+            staged,
+            settings.models_dir,
+            base=base.label,
+            parent_id=base.version_id,
+            run_id=run_id,
+            tokenizer_id=tokens.tokenizer.tokenizer_id,
+            corpus_fingerprint=tokens.corpus_fingerprint,
+            tokens_fingerprint=tokens.fingerprint,
+            hyperparams=params.model_dump(),
+            train_loss=metrics["train_loss"],
+            val_loss=metrics["val_loss"],
+            perplexity=metrics["perplexity"],
+            tokens_seen=metrics["tokens_seen"],
+            wall_seconds=metrics["wall_seconds"],
+            promoted=promoted,
+            method=params.method,
+            trainable_params=metrics["trainable_params"],
+        )
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)  # a version is its row and its folder, or nothing
+        raise
     log.info("registered model version %s at %s", info.name, info.path)
     return ModelRef(
         version_id=info.id,
