@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -30,13 +31,18 @@ def print_json(data: Any) -> None:
 
 def fail(message: str, code: int = 1) -> None:
     """One readable line on stderr and a non-zero exit: how every user error ends."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message may hold brackets (`pip install 'draftflow[vllm]'`, a list of names)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[ProgressFn]:
-    """A Rich bar on stderr; yields the `progress(done, total, message)` callback stages accept."""
+    """A Rich bar on stderr; yields the `progress(done, total, message)` callback stages accept.
+    Not a terminal (a log file, CI): no bar at all, so nothing is written around the error line."""
+    if not err.is_terminal:
+        yield lambda done, total, message: None
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -45,7 +51,6 @@ def progress_bar(description: str) -> Iterator[ProgressFn]:
         TimeRemainingColumn(),
         console=err,
         transient=False,
-        disable=not err.is_terminal,
     ) as bar:
         task_id = bar.add_task(description, total=None, message="")
 

@@ -33,6 +33,8 @@ def collect_status(db: Database, limit: int = 10) -> dict[str, Any]:
                 {
                     "name": v.name,
                     "base": v.base,
+                    "method": v.method,
+                    "trainable_params": v.trainable_params,
                     "val_loss": v.val_loss,
                     "perplexity": v.perplexity,
                     "promoted": v.promoted,
@@ -54,12 +56,21 @@ def print_status(db: Database, as_json: bool) -> None:
     for r in data["runs"]:
         runs.add_row(r["id"][:12], r["kind"], r["status"], r["started_at"][:19], (r["error"] or "")[:60])
     models = Table(
-        "version", "base", "val loss", "perplexity", "promoted", "created", title="Model versions", title_justify="left"
+        "version",
+        "base",
+        "method",
+        "val loss",
+        "perplexity",
+        "promoted",
+        "created",
+        title="Model versions",
+        title_justify="left",
     )
     for v in data["model_versions"]:
         models.add_row(
             v["name"],
             v["base"][:40],
+            v["method"],
             f"{v['val_loss']:.4f}" if v["val_loss"] else "-",
             f"{v['perplexity']:.1f}" if v["perplexity"] else "-",
             "yes" if v["promoted"] else "no",

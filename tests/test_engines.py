@@ -71,6 +71,7 @@ def test_asking_for_vllm_is_one_line_and_writes_nothing(
     done = run_cli(capsys, "generate", "--prompts", str(prompts_file), "--max-new-tokens", "8", "--engine", "vllm")
     assert done.code == 1 and done.err.count("\n") == 1 and "Traceback" not in done.err
     assert done.err.startswith("error: generation.engine vllm needs vLLM")
+    assert "pip install 'draftflow[vllm]'" in done.err  # brackets are text, not console markup
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Draft)) == 0
     assert (
