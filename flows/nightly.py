@@ -24,6 +24,8 @@ from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
 from tasks.models import resolve_base_model
+from tasks.review.feedback import approved_file
+from tasks.train.pairs import chat_pairs_for
 
 T = TypeVar("T")
 
@@ -102,7 +104,20 @@ def _run_stages(
     feedback = (
         _timed(seconds, "editor_feedback", lambda: editor_feedback(settings)) if params.learn_from_editors else None
     )
-    sources = [*params.corpus, *([feedback] if feedback else [])]
+    base = resolve_base_model(params.base_model, db)
+    # a chat model learns from editors' approved answers as (prompt -> answer) pairs, not as documents
+    pairs = (
+        chat_pairs_for(
+            base,
+            approved_file(settings),
+            params.generation.chat,
+            params.generation.system_prompt,
+            params.generation.system_prompts,
+        )
+        if feedback and not params.finetune_deployment
+        else None
+    )
+    sources = [*params.corpus, *([feedback] if feedback and pairs is None else [])]
     cached: list[str] = []
     raw = _timed(seconds, "ingest", lambda: _cached(cached, "ingest", ingest, sources, settings, params.ingest))
     cleaned = _timed(
@@ -114,7 +129,6 @@ def _run_stages(
             else clean_stage(raw, settings, params.clean, scale)
         ),
     )
-    base = resolve_base_model(params.base_model, db)
     tokens = _timed(
         seconds,
         "tokenize",
@@ -131,7 +145,7 @@ def _run_stages(
         lambda: (
             _finetune_deployment(deployment, params, settings, db)
             if deployment
-            else fine_tune(tokens, base, params.training, settings, run_id)
+            else fine_tune(tokens, base, params.training, settings, run_id, pairs)
         ),
     )
     generated = _timed(
@@ -163,7 +177,8 @@ def _run_stages(
         rejected_by_reason=reasons,
         files=_files(raw.stats, cached="ingest" in cached),
         cached_stages=cached,
-        editor_approved_source=feedback,
+        editor_approved_source=feedback if pairs is None else None,
+        editor_chat_pairs=pairs.path if pairs else None,
         leases_expired=swept,
         sample_drafts=generated.samples[:5],
         clean_steps=cleaned.report,
@@ -211,7 +226,7 @@ def render_markdown(s: RunSummary) -> str:
     files = ", ".join(f"{k} {v}" for k, v in s.files.items())
     rows = [
         ("Leases expired", s.leases_expired),
-        ("Editor-approved drafts", s.editor_approved_source or "none yet"),
+        ("Editor-approved drafts", _editor_feedback(s)),
         ("Files", files),
         ("Documents ingested", s.documents_ingested),
         ("Documents kept", s.documents_kept),
@@ -293,3 +308,9 @@ def _cell(text: str) -> str:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _editor_feedback(s: RunSummary) -> str:
+    if s.editor_chat_pairs:
+        return f"trained as chat pairs, loss on the approved answer only ({s.editor_chat_pairs})"
+    return s.editor_approved_source or "none yet"

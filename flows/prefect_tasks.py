@@ -17,7 +17,7 @@ from flows.caching import CACHE_FOR, clean_key, ingest_key, tokenize_key
 from storage.db import open_database
 from storage.errors import DraftflowError
 from storage.locations import location
-from storage.refs import BaseModelSpec, DatasetRef, ModelRef, TokenizerRef, TokensRef
+from storage.refs import BaseModelSpec, ChatPairsRef, DatasetRef, ModelRef, TokenizerRef, TokensRef
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
 from tasks.clean.shards import CleanShardResult, clean_shard, merge_clean_shards
@@ -120,14 +120,26 @@ def pack_task(
 
 @task(name="fine_tune", tags=["gpu"], cache_policy=NO_CACHE)
 def fine_tune(
-    tokens: TokensRef, base: BaseModelSpec, params: TrainParams, settings: Settings, run_id: str | None = None
+    tokens: TokensRef,
+    base: BaseModelSpec,
+    params: TrainParams,
+    settings: Settings,
+    run_id: str | None = None,
+    pairs: ChatPairsRef | None = None,
 ) -> ModelRef:
     """Tag `gpu`. No retries: a restart of the same run resumes from its checkpoint instead."""
     from tasks.train.stage import train_model  # torch: imported when a training runs
 
     progress = PrefectProgress("fine-tune-progress", "Fine-tuning")
     ref = train_model(
-        tokens, base, params, open_database(settings.database_url), settings, run_id=run_id, progress=progress
+        tokens,
+        base,
+        params,
+        open_database(settings.database_url),
+        settings,
+        run_id=run_id,
+        progress=progress,
+        pairs=pairs,
     )
     publish_training_artifacts(ref)
     return ref

@@ -85,3 +85,12 @@ class BaseModelSpec(BaseModel):
         if self.kind == "registry":
             return f"version:{self.version_id}"
         return str(self.source)
+
+
+class ChatPairsRef(BaseModel):
+    """Editor-approved drafts to train on as (prompt -> approved answer) pairs, the loss on the answer
+    only: the approved-drafts Parquet file, and the system turns generation gives each category."""
+
+    path: str
+    system_prompt: str = ""
+    system_prompts: dict[str, str] = Field(default_factory=dict)

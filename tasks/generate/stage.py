@@ -25,7 +25,7 @@ from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
 from tasks.adapters import is_adapter
-from tasks.generate.chat import end_of_turn_ids, render_chat, use_chat
+from tasks.chat import end_of_turn_ids, render_chat, use_chat
 from tasks.generate.engines import Engine, TorchEngine, VllmEngine, pick_engine
 from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
 from tasks.generate.sampling import Output, Request

@@ -23,10 +23,15 @@ log = logging.getLogger("draftflow.feedback")
 SOURCE = "editor-approved"
 
 
+def approved_file(settings: Settings) -> Path:
+    """The Parquet file of every approved draft, as the last export wrote it."""
+    return settings.home / "feedback" / SOURCE / "approved.parquet"
+
+
 def write_editor_source(settings: Settings) -> str | None:
     """The `NAME=PATH` source spec of the approved drafts, or None while there are none."""
-    folder = settings.home / "feedback" / SOURCE
-    target = folder / "approved.parquet"
+    target = approved_file(settings)
+    folder = target.parent
     fresh = folder / ".approved.parquet.next"  # hidden: ingest never reads it
     db = open_database(settings.database_url)
     rows = export_drafts(db, fresh, fmt="parquet", kind="drafts")

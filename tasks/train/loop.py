@@ -72,8 +72,12 @@ def train_loop(
     checkpoints: Checkpointer | None = None,
     progress: Progress = no_progress,
     rank: int = 0,
+    train_masks: np.ndarray | None = None,
 ) -> tuple[LoopState, str]:
-    """Train until a budget ends or early stopping; return the final state and what stopped it."""
+    """Train until a budget ends or early stopping; return the final state and what stopped it.
+
+    `train_masks` (the shape of `train_blocks`, 1 where the loss counts) leaves tokens out of the loss:
+    the prompt of a chat pair. Without it every token counts."""
     block_size = train_blocks.shape[1]
     accumulation = params.accumulation(block_size)
     tokens_per_step = params.batch_size * block_size * accumulation
@@ -103,10 +107,13 @@ def train_loop(
         for micro in range(accumulation):
             idx = torch.randint(len(train_blocks), (params.batch_size,), generator=sampler).numpy()
             x = torch.from_numpy(train_blocks[idx].astype(np.int64)).to(device)
+            labels = x
+            if train_masks is not None:  # -100: the label cross-entropy ignores
+                labels = x.masked_fill(torch.from_numpy(train_masks[idx] == 0).to(device), -100)
             # DDP: all-reduce gradients only on the last micro-batch of a step
             sync = nullcontext() if micro == accumulation - 1 or not hasattr(model, "no_sync") else model.no_sync()
             with sync, autocast(device):
-                loss = model(input_ids=x, labels=x).loss / accumulation
+                loss = model(input_ids=x, labels=labels).loss / accumulation
                 loss.backward()
             window_loss += loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)

@@ -21,7 +21,7 @@ import torch
 from storage.db import Database
 from storage.errors import DraftflowError
 from storage.parquet_store import count_rows, iter_batches, schema_metadata
-from storage.refs import BaseModelSpec, ModelRef, TokensRef
+from storage.refs import BaseModelSpec, ChatPairsRef, ModelRef, TokensRef
 from storage.registry import latest_model_version, register_model_version
 from storage.settings import Settings
 from tasks.adapters import (
@@ -159,16 +159,22 @@ def train_model(
     settings: Settings,
     run_id: str | None = None,
     progress: Progress = no_progress,
+    pairs: ChatPairsRef | None = None,
 ) -> ModelRef:
     """Train within the budget (resuming this run's checkpoint if there is one), keep the best
     weights, save with `save_pretrained` and register a model version.
 
     Under `torchrun` (WORLD_SIZE > 1) the same loop runs with DistributedDataParallel: gloo on CPU,
     NCCL on GPUs; rank 0 saves and registers, and every rank returns the registered version.
+    `pairs`: editor-approved drafts of a chat model, trained beside the corpus with the loss on the
+    approved answers only.
     """
     device, rank, world = distributed_setup()
     check_blocks(tokens)
     train_blocks = read_blocks(Path(tokens.path) / "train")
+    train_masks, n_pairs = None, 0
+    if pairs is not None:
+        train_blocks, train_masks, n_pairs = _with_pairs(train_blocks, tokens, pairs)
     val_blocks = read_blocks(Path(tokens.path) / "val")
     model = build_model(base, tokens, params, device)
     torch.manual_seed(params.seed + rank)  # dropout draws from the global generator: same seed, same run
@@ -222,6 +228,7 @@ def train_model(
             checkpoints,
             progress if rank == 0 else no_progress,
             rank=rank,
+            train_masks=train_masks,
         )
         val_loss = evaluate(model, val_blocks, params, device)
     state.tokens_seen *= world  # every rank trained on its own batches
@@ -252,6 +259,7 @@ def train_model(
         "params": n_params,
         "method": params.method,
         "trainable_params": n_trainable,
+        "chat_pairs": n_pairs,
         "device": device.type,
         "history": state.history,
     }
@@ -274,6 +282,22 @@ def train_model(
         checkpoints.clear()  # registered: a re-run of this run id must not resume into a duplicate
     assert ref is not None
     return ref
+
+
+def _with_pairs(blocks: np.ndarray, tokens: TokensRef, pairs: ChatPairsRef) -> tuple[np.ndarray, np.ndarray, int]:
+    """The corpus blocks (every token in the loss) followed by one block per approved chat pair."""
+    from tasks.train.pairs import pair_blocks
+
+    made = pair_blocks(load_tokenizer(tokens.tokenizer.path), pairs, tokens.block_size)
+    log.info(
+        "editor-approved drafts: %d chat pairs to train on (loss on the approved answer only), %d skipped "
+        "(no answer, or no room for one in a block of %d)",
+        len(made.ids),
+        made.skipped,
+        tokens.block_size,
+    )
+    masks = np.concatenate([np.ones(blocks.shape, dtype=np.uint8), made.mask])
+    return np.concatenate([blocks, made.ids.astype(blocks.dtype, copy=False)]), masks, len(made.ids)
 
 
 def _save_and_register(
