@@ -127,13 +127,13 @@ def test_finished_rows_leave_the_cache_or_stay_and_the_drafts_are_the_same(tmp_p
 
 
 def test_a_base_model_folder_without_a_tokenizer_is_one_line(
-    capsys: pytest.CaptureFixture[str], settings: Settings, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], settings: Settings, corpus_dir: Path, tmp_path: Path
 ) -> None:
     base = save_tiny_causal_lm("qwen2", tmp_path / "qwen2")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (base / name).unlink(missing_ok=True)
     home = ("--home", str(settings.home))
-    assert run_cli(capsys, *home, "ingest", "python-stdlib-docs").code == 0
+    assert run_cli(capsys, *home, "ingest", str(corpus_dir)).code == 0
     assert run_cli(capsys, *home, "clean").code == 0
     done = run_cli(capsys, *home, "tokenize", "--base-model", str(base))
     assert done.code == 1 and done.err.count("\n") == 1 and "Traceback" not in done.err
