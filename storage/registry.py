@@ -6,7 +6,9 @@ moved to its final name in one step, so the registry never lists a half-written 
 
 from __future__ import annotations
 
+import logging
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from sqlalchemy import func, select
 from storage.db import Database
 from storage.errors import NotFoundError
 from storage.models import ModelVersion
+
+log = logging.getLogger("draftflow.registry")
 
 
 @dataclass(frozen=True)
@@ -44,19 +48,41 @@ def _info(row: ModelVersion) -> ModelInfo:
 
 
 def register_model_version(db: Database, staged_dir: Path, models_dir: Path, **fields: Any) -> ModelInfo:
-    """Insert a `model_versions` row and move the staged folder to `models/<name>`."""
+    """Insert a `model_versions` row and move the staged folder to `models/<name>`, as one step: if
+    the insert fails nothing moves, and if the commit fails the folder goes back to staging.
+
+    A folder is never overwritten. `models/v0003` may already exist without a row here: another
+    database shares this data home, or a crash came between the move and the commit. Either way it
+    may be someone's model, so it is kept, and this version's folder gets a suffix (`v0003-1a2b3c4d`);
+    the row records the real path.
+    """
     models_dir.mkdir(parents=True, exist_ok=True)
-    with db.transaction() as session:
-        next_id = (session.scalar(select(func.max(ModelVersion.id))) or 0) + 1
-        name = f"v{next_id:04d}"
-        final = models_dir / name
-        row = ModelVersion(id=next_id, name=name, path=str(final), **fields)
-        session.add(row)
-        session.flush()  # fails here (and rolls back) before anything moves on disk
-        if final.exists():
-            shutil.rmtree(final)  # left by a crash between move and commit: never registered
-        shutil.move(str(staged_dir), final)
-        return _info(row)
+    final: Path | None = None
+    try:
+        with db.transaction() as session:
+            next_id = (session.scalar(select(func.max(ModelVersion.id))) or 0) + 1
+            name = f"v{next_id:04d}"
+            final = models_dir / name
+            if final.exists():
+                taken = final
+                final = models_dir / f"{name}-{uuid.uuid4().hex[:8]}"
+                log.warning(
+                    "%s exists but is not a version in this database (another database shares this data home, "
+                    "or a run crashed while registering it): kept as it is; %s goes to %s",
+                    taken,
+                    name,
+                    final,
+                )
+            row = ModelVersion(id=next_id, name=name, path=str(final), **fields)
+            session.add(row)
+            session.flush()  # fails here (and rolls back) before anything moves on disk
+            shutil.move(str(staged_dir), final)
+            info = _info(row)
+    except BaseException:
+        if final is not None and final.exists() and not staged_dir.exists():
+            shutil.move(str(final), staged_dir)  # not committed: the caller's staging folder again
+        raise
+    return info
 
 
 def latest_model_version(db: Database) -> ModelInfo | None:

@@ -113,3 +113,38 @@ def test_the_migrations_build_every_column_the_models_describe(db: Database) -> 
     inspector = sa.inspect(db.engine)
     for table in Base.metadata.sorted_tables:
         assert {c["name"] for c in inspector.get_columns(table.name)} == set(table.columns.keys()), table.name
+
+
+def _staged(root: Path, content: str) -> Path:
+    folder = root / f".staging-{content}"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_text(content)
+    return folder
+
+
+def test_a_second_database_on_the_same_home_never_overwrites_a_model(tmp_path: Path) -> None:
+    from storage.models import ModelVersion
+    from storage.registry import register_model_version
+
+    models = tmp_path / "home" / "models"
+    fields = {"base": "scratch", "tokenizer_id": "t", "hyperparams": {}}
+    first_db, second_db = (Database(f"sqlite:///{tmp_path / name}.db") for name in ("first", "second"))
+    first = register_model_version(first_db, _staged(tmp_path, "first-weights"), models, **fields)
+    second = register_model_version(second_db, _staged(tmp_path, "second-weights"), models, **fields)
+    assert first.name == second.name == "v0001" and first.path != second.path
+    assert (Path(first.path) / "model.safetensors").read_text() == "first-weights"  # untouched
+    assert (Path(second.path) / "model.safetensors").read_text() == "second-weights"
+    with second_db.session() as s:
+        assert s.scalars(sa.select(ModelVersion.path)).one() == second.path
+
+
+def test_a_registration_that_fails_to_insert_moves_nothing(tmp_path: Path, db: Database) -> None:
+    from storage.models import ModelVersion
+    from storage.registry import register_model_version
+
+    models, staged = tmp_path / "models", _staged(tmp_path, "weights")
+    with pytest.raises(sa.exc.IntegrityError):  # a run id the runs table does not have
+        register_model_version(db, staged, models, base="scratch", tokenizer_id="t", run_id="nobody")
+    assert staged.is_dir() and list(models.iterdir()) == []
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ModelVersion)) == 0
