@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -214,3 +215,42 @@ def test_ddp_on_gloo_with_two_processes(settings: Settings, db: Database, cli_to
     micro = TRAIN.batch_size * 32
     assert metrics["tokens_seen"] == 6 * micro * 2  # both ranks trained on their own batches
     assert proc.stdout.count("version v0001") == 1  # only rank 0 reports
+
+
+@pytest.mark.slow
+def test_ddp_ranks_stop_together_on_a_minutes_budget(settings: Settings, db: Database, cli_tokens: Path) -> None:
+    """Each rank's clock says something else: rank 0's plan and any rank's deadline hold for all, so
+    both stop at the same step (no hang in the next all-reduce) with the same learning rates."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "flows.cli", "--home", str(settings.home)]
+    cmd += ["finetune", "--base-model", "scratch", "--run-id", "ddp-minutes", "--config", str(cli_tokens)]
+    cmd += ["--max-steps", "100000", "--max-minutes", "0.1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = metrics_of(latest_model_version(db).path)
+    assert metrics["world_size"] == 2 and metrics["stopped_by"] == "max_minutes"
+    lrs = [h["lr"] for h in metrics["history"] if "lr" in h and h["step"] > TRAIN.warmup_steps]
+    assert lrs and all(later <= earlier for earlier, later in itertools.pairwise(lrs))
+
+
+def test_a_minutes_budget_never_sends_the_learning_rate_back_up(
+    settings: Settings, db: Database, tokens: TokensRef
+) -> None:
+    """The plan is re-estimated from the clock while the run goes (and the clock restarts at each
+    checkpoint): after warmup, the rate only goes down, step by step."""
+    params = TRAIN.model_copy(
+        update={
+            "max_steps": 100_000,
+            "max_minutes": 0.08,
+            "log_interval": 1,
+            "checkpoint_interval": 7,
+            "eval_interval": 5,
+        }
+    )
+    version = train_model(tokens, SCRATCH, params, db, settings, run_id=None)
+    metrics = metrics_of(version.path)
+    assert metrics["stopped_by"] == "max_minutes" and metrics["steps"] > 20
+    lrs = [h["lr"] for h in metrics["history"] if "lr" in h and h["step"] > params.warmup_steps]
+    rises = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(lrs)) if b > a]
+    assert rises == []
+    assert lrs[-1] < 0.5 * params.learning_rate  # and it did come down towards the floor by the deadline

@@ -32,6 +32,7 @@ class LoopState:
     evals_without_improvement: int = 0
     last_train_loss: float = float("nan")
     planned_steps: int = 0
+    decay_progress: float = 0.0  # how far down the cosine the rate has gone: it never goes back up
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
 

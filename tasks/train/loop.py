@@ -24,13 +24,20 @@ from tasks.train.params import TrainParams
 log = logging.getLogger("draftflow.finetune")
 
 
-def lr_at(step: int, params: TrainParams, total_steps: int) -> float:
-    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at `total_steps`."""
+def decay_progress(step: int, params: TrainParams, total_steps: int) -> float:
+    """How far along the cosine `step` is when the run ends at `total_steps` (0 to 1)."""
+    span = max(1, total_steps - params.warmup_steps)
+    return min(1.0, max(0.0, (step - params.warmup_steps) / span))
+
+
+def lr_at(step: int, params: TrainParams, total_steps: int, at_least: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at `total_steps`. `at_least` is
+    the progress already reached: a plan that grows (a minutes budget re-estimated) never sends the
+    rate back up."""
     peak = params.learning_rate
     if step < params.warmup_steps:
         return peak * (step + 1) / params.warmup_steps
-    span = max(1, total_steps - params.warmup_steps)
-    progress = min(1.0, (step - params.warmup_steps) / span)
+    progress = max(at_least, decay_progress(step, params, total_steps))
     floor = peak * params.min_lr_ratio
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
@@ -98,10 +105,12 @@ def train_loop(
         if state.step >= max_steps:
             stopped = "max_tokens" if max_steps < params.max_steps else "max_steps"
             break
-        if time.perf_counter() >= deadline:
+        if _agreed(time.perf_counter() >= deadline, device):  # every rank stops at the same step
             stopped = "max_minutes"
             break
-        lr = lr_at(state.step, params, state.planned_steps)
+        lr = lr_at(state.step, params, state.planned_steps, state.decay_progress)
+        if state.step >= params.warmup_steps:
+            state.decay_progress = max(state.decay_progress, decay_progress(state.step, params, state.planned_steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(accumulation):
@@ -136,9 +145,12 @@ def train_loop(
             )
             state.history.append({"step": state.step, "train_loss": state.last_train_loss, "lr": lr})
             window_loss, window_start, window_steps = torch.zeros((), device=device), time.perf_counter(), 0
-            # When minutes, not steps, end the run, let the cosine reach its floor at the deadline.
-            per_step = (window_start - started) / max(1, state.step - (state.resumed_from or 0))
-            state.planned_steps = min(max_steps, state.step + int((deadline - window_start) / per_step))
+            # When minutes, not steps, end the run, let the cosine reach its floor at the deadline: the
+            # steps that fit, from the mean step time of the whole run (earlier processes included).
+            # Rank 0's plan is every rank's, so the learning rates agree.
+            per_step = (state.elapsed + window_start - started) / max(1, state.step)
+            planned = min(max_steps, state.step + int((deadline - window_start) / max(per_step, 1e-9)))
+            state.planned_steps = _from_rank0(planned, device)
         if state.step % params.eval_interval == 0:
             stopped = _evaluate_and_maybe_stop(model, val_blocks, params, device, state, checkpoints, rank)
         if checkpoints and state.step % params.checkpoint_interval == 0 and state.step < max_steps:
@@ -150,6 +162,28 @@ def train_loop(
         state.last_train_loss = window_loss.item() / window_steps
     state.elapsed += time.perf_counter() - started
     return state, stopped
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _agreed(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any (one tiny all-reduce per step under DDP): ranks that
+    decided on their own clocks would stop at different steps and hang in the next all-reduce."""
+    if not _distributed():
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _from_rank0(value: int, device: torch.device) -> int:
+    if not _distributed():
+        return value
+    shared = torch.tensor([value], device=device)
+    torch.distributed.broadcast(shared, src=0)
+    return int(shared.item())
 
 
 def _evaluate_and_maybe_stop(
