@@ -96,11 +96,22 @@ def _alembic_config() -> Config:
 _migrate_lock = threading.Lock()
 
 
+_MIGRATION_LOCK_KEY = 0x6472616674  # "draft": the PostgreSQL advisory lock every migrating process takes
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    """Apply any missing Alembic migrations (a no-op, one query, when already current)."""
+    """Apply any missing Alembic migrations (a no-op, one query, when already current).
+
+    Processes that open a fresh database at once migrate one at a time: on PostgreSQL behind a
+    transaction-scoped advisory lock, on SQLite inside a write transaction (BEGIN IMMEDIATE, the
+    database file's own lock). The others wait, then find the schema current.
+    """
     config = _alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
-    with _migrate_lock, engine.begin() as conn:
+    writer = engine.execution_options(**{_WRITE_OPTION: True})
+    with _migrate_lock, writer.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
         config.attributes["connection"] = conn

@@ -7,7 +7,7 @@ status first) means two editors acting at once can never both win.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,6 +80,15 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     return insert(Draft).values(values)  # other backends: the unique constraint still guards
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a review action does, decided from the locked row (see `transition`)."""
+
+    to_status: str | None
+    note: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
 def transition(
     db: Database,
     draft_id: int,
@@ -94,8 +103,15 @@ def transition(
     scores: dict[str, Any] | None = None,
     changes: dict[str, Any] | None = None,
     release_claim: bool = False,
+    decide: Callable[[Session, Draft], Decision] | None = None,
+    also: Callable[[Session, Draft], None] | None = None,
 ) -> Draft:
     """Apply one review action atomically and record its event.
+
+    `decide(session, draft)` runs inside the transaction, with the row locked, and returns what the
+    action does from the draft as it is now (an approval counts the approvals already there); it may
+    refuse by raising. `also(session, draft)` adds rows that belong to the same change (an edit's
+    revision) in the same transaction.
 
     `to_status=None` keeps the status (an edit). A draft another editor holds with a live lease
     is refused to everyone else. `release_claim` clears the lease (a decision). Raises
@@ -123,7 +139,17 @@ def transition(
         # FOR UPDATE (PostgreSQL) pins the row so the event's from_status is the one we changed;
         # SQLite ignores it and is already serialised by BEGIN IMMEDIATE.
         before = session.execute(select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar()
-        updated = session.execute(update(Draft).where(*guard).values(**values).returning(Draft.id)).scalar()
+        if decide is not None and before is not None:
+            current = session.get(Draft, draft_id, populate_existing=True)
+            assert current is not None
+            decision = decide(session, current)
+            to_status, note = decision.to_status, decision.note
+            values.update(decision.changes)
+            if to_status is not None:
+                values["status"] = to_status
+        statement = update(Draft).where(*guard).values(**values).returning(Draft.id)
+        # the row is reloaded below: no in-Python evaluation of the guard against a loaded object
+        updated = session.execute(statement.execution_options(synchronize_session=False)).scalar()
         if updated is None:
             _explain_refusal(session, draft_id, action, allowed_from, expected_version, actor)
         session.add(
@@ -136,7 +162,10 @@ def transition(
                 note=note,
             )
         )
-        return reloaded_draft(session, draft_id)
+        draft = reloaded_draft(session, draft_id)
+        if also is not None:
+            also(session, draft)
+        return draft
 
 
 def _explain_refusal(

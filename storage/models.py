@@ -106,6 +106,14 @@ class Draft(Base):
         Index("ix_drafts_status_category_created", "status", "category", "created_at", "id"),  # filtered lists
         Index("ix_drafts_created", "created_at", "id"),  # the list of every state
         Index("ix_drafts_run_created", "run_id", "created_at", "id"),  # one night's drafts
+        # one live claim per editor, enforced by the database on both backends
+        Index(
+            "uq_drafts_one_claim_per_editor",
+            "claimed_by",
+            unique=True,
+            sqlite_where=text("status = 'in_review'"),
+            postgresql_where=text("status = 'in_review'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

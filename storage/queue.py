@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -37,21 +38,36 @@ def claim(
 ) -> Draft | None:
     """Hand the next draft of `queue` to `editor` with a lease, or None when the queue is empty.
 
-    An editor who still holds a live claim gets that draft back (with a fresh lease): one draft
-    at a time, and a reloaded page does not lose its place. `exclude_ids` are drafts the editor
-    just skipped: without it, the oldest draft (the one skipped) would come straight back.
+    An editor who still holds a claim gets that draft back (with a fresh lease): one draft at a
+    time, and a reloaded page does not lose its place. The database enforces it too (a unique index
+    on the claimant of in-review drafts): of two concurrent claims by one editor, the second finds
+    the first's draft. `exclude_ids` are drafts the editor just skipped: without it, the oldest
+    draft (the one skipped) would come straight back.
     """
     if queue not in QUEUES:
         raise DraftflowError(f"cannot claim from {queue!r} (one of: {', '.join(QUEUES)})")
+    args = (db, editor, category, queue, lease_minutes, exclude_approved_by_editor, exclude_ids)
+    try:
+        return _claim(*args)
+    except IntegrityError:  # the same editor's other claim committed first: that draft is theirs
+        return _claim(*args)
+
+
+def _claim(
+    db: Database,
+    editor: str,
+    category: str | None,
+    queue: str,
+    lease_minutes: int,
+    exclude_approved_by_editor: bool,
+    exclude_ids: Sequence[int],
+) -> Draft | None:
     now = utcnow()
     expires = now + timedelta(minutes=lease_minutes)
     with db.transaction() as session:
+        # their lease may have run out, unswept: it is still theirs until someone else acts on it
         held = session.scalar(
-            select(Draft.id)
-            .where(
-                Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value, Draft.lease_expires_at > now
-            )
-            .limit(1)
+            select(Draft.id).where(Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value).limit(1)
         )
         if held is not None:
             session.execute(update(Draft).where(Draft.id == held).values(lease_expires_at=expires))
@@ -109,7 +125,7 @@ def heartbeat(db: Database, draft_id: int, editor: str, lease_minutes: int = 15)
 def release(db: Database, draft_id: int, editor: str) -> Draft:
     """Give a claimed draft back to the queue it came from, untouched."""
     with db.transaction() as session:
-        back = _origin_queue(session, draft_id)
+        back = origin_queue(session, draft_id)
         released = session.execute(
             update(Draft)
             .where(Draft.id == draft_id, Draft.claimed_by == editor, Draft.status == DraftStatus.IN_REVIEW.value)
@@ -141,7 +157,7 @@ def sweep_expired(db: Database, now: datetime | None = None) -> int:
             )
         ).all()
         for draft_id, holder in expired:
-            back = _origin_queue(session, draft_id)
+            back = origin_queue(session, draft_id)
             done = session.execute(
                 update(Draft)
                 .where(Draft.id == draft_id, Draft.status == DraftStatus.IN_REVIEW.value, Draft.lease_expires_at <= now)
@@ -163,7 +179,7 @@ def sweep_expired(db: Database, now: datetime | None = None) -> int:
     return swept
 
 
-def _origin_queue(session: Session, draft_id: int) -> str:
+def origin_queue(session: Session, draft_id: int) -> str:
     """The queue a claimed draft came from: flagged drafts go back to the flagged queue."""
     note = session.scalar(
         select(ReviewEvent.note)

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 
 from storage.accounts import check_rejection_reason, desk_setting
 from storage.db import Database
-from storage.drafts import get_draft, list_drafts, transition
+from storage.drafts import Decision, get_draft, list_drafts, transition
 from storage.errors import ConflictError, DraftflowError
 from storage.models import Comment, Draft, DraftRevision, DraftStatus, Prompt, ReviewEvent, utcnow
 from storage.queue import claim as claim_draft
+from storage.queue import origin_queue
 
 REVIEWABLE = (DraftStatus.PENDING.value, DraftStatus.IN_REVIEW.value, DraftStatus.FLAGGED.value)
 MAX_COMMENT = 5000
@@ -47,41 +48,45 @@ def claim(
 
 def approve(db: Database, draft_id: int, editor: str, note: str | None = None) -> Draft:
     """One approval. With `required_reviews` = N, the draft is approved at the N-th approval by
-    N different editors; until then it goes back to the queue with its count."""
+    N different editors; until then it goes back to the queue it came from (a flagged draft stays
+    in the flagged queue) with its count. The count is read and raised in the transaction that
+    records the approval, with the row locked: concurrent approvals each count once."""
     editor = _editor(editor)
     required = desk_setting(db, "required_reviews")
-    with db.session() as session:
-        draft = session.get(Draft, draft_id)
-        already = (
-            draft is not None
-            and required > 1
-            and session.scalar(
-                select(ReviewEvent.id)
-                .where(
-                    ReviewEvent.draft_id == draft_id,
-                    ReviewEvent.actor == editor,
-                    ReviewEvent.action == "approve",
-                    ReviewEvent.at >= _last_text_change(session, draft_id),
-                )
-                .limit(1)
-            )
-            is not None
-        )
-    if already:
-        raise ConflictError(f"{editor} has approved draft {draft_id} already: it needs another editor's review")
-    approvals = (draft.approvals if draft is not None else 0) + 1
-    done = approvals >= required
-    target = DraftStatus.APPROVED.value if done else DraftStatus.PENDING.value
+
+    def decide(session: Session, draft: Draft) -> Decision:
+        if required > 1 and _approved_since_last_change(session, draft_id, editor):
+            raise ConflictError(f"{editor} has approved draft {draft_id} already: it needs another editor's review")
+        approvals = draft.approvals + 1
+        if approvals >= required:
+            return Decision(DraftStatus.APPROVED.value, note, {"approvals": approvals})
+        back = origin_queue(session, draft_id) if draft.status == DraftStatus.IN_REVIEW.value else draft.status
+        return Decision(back, _join(f"approval {approvals} of {required}", note), {"approvals": approvals})
+
     return transition(
         db,
         draft_id,
         action="approve",
         actor=editor,
         allowed_from=REVIEWABLE,
-        to_status=target,
-        note=note if done else _join(f"approval {approvals} of {required}", note),
-        changes={"approvals": approvals},
         release_claim=True,
+        decide=decide,
+    )
+
+
+def _approved_since_last_change(session: Session, draft_id: int, editor: str) -> bool:
+    return (
+        session.scalar(
+            select(ReviewEvent.id)
+            .where(
+                ReviewEvent.draft_id == draft_id,
+                ReviewEvent.actor == editor,
+                ReviewEvent.action == "approve",
+                ReviewEvent.at >= _last_text_change(session, draft_id),
+            )
+            .limit(1)
+        )
+        is not None
     )
 
 
@@ -113,7 +118,14 @@ def edit(
     editor = _editor(editor)
     if not text.strip():
         raise DraftflowError("the edited text is empty: to discard a draft, reject it")
-    draft = transition(
+
+    def save_revision(session: Session, draft: Draft) -> None:  # in the edit's own transaction
+        based_on = expected_version if expected_version is not None else draft.version - 1
+        session.add(
+            DraftRevision(draft_id=draft_id, version=draft.version, text=text, editor=editor, based_on=based_on)
+        )
+
+    return transition(
         db,
         draft_id,
         action="edit",
@@ -123,18 +135,8 @@ def edit(
         note=note,
         expected_version=expected_version,
         changes={"approvals": 0},
+        also=save_revision,
     )
-    with db.transaction() as session:
-        session.add(
-            DraftRevision(
-                draft_id=draft_id,
-                version=draft.version,
-                text=text,
-                editor=editor,
-                based_on=expected_version if expected_version is not None else draft.version - 1,
-            )
-        )
-    return draft
 
 
 def comment(db: Database, draft_id: int, editor: str, body: str) -> Comment:
