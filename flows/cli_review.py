@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows import console
 from flows.cli_options import option
+from flows.console import plain
 from storage.accounts import DeskSettings
 from storage.db import Database, open_database
 from storage.errors import DraftflowError
@@ -50,9 +52,9 @@ def list_(
         table.add_row(
             str(d["id"]),
             d["status"],
-            d["prompt"]["category"] or "",
-            _clip(d["prompt"]["text"], 30),
-            _clip(d["current_text"], 70),
+            plain(d["prompt"]["category"] or ""),
+            plain(_clip(d["prompt"]["text"], 30)),
+            plain(_clip(d["current_text"], 70)),
             str(d["version"]),
         )
     console.out.print(table)
@@ -70,18 +72,18 @@ def show(draft_id: DraftId, as_json: JsonOpt = False) -> None:
     out = console.out
     out.print(
         f"[bold]Draft {d['id']}[/]  status [bold]{d['status']}[/]  version {d['version']}  "
-        f"run {d['run_id']}  model version {d['model_version_id']}  seed {d['seed']}",
+        f"run {escape(str(d['run_id']))}  model version {d['model_version_id']}  seed {d['seed']}",
         highlight=False,
     )
     out.print(
-        f"[bold]Prompt[/] ({d['prompt']['category'] or 'no category'}): {d['prompt']['text']}",
+        f"[bold]Prompt[/] ({escape(d['prompt']['category'] or 'no category')}): {escape(d['prompt']['text'])}",
         markup=True,
         highlight=False,
     )
     out.print("[bold]Text[/]" + (" (edited)" if d["edited"] else "") + ":")
     out.print(d["current_text"], markup=False, highlight=False)
-    out.print(f"[bold]Checks[/]: {d['scores']}", highlight=False)
-    out.print(f"[bold]Sampling[/]: {d['params']}", highlight=False)
+    out.print(f"[bold]Checks[/]: {escape(str(d['scores']))}", highlight=False)
+    out.print(f"[bold]Sampling[/]: {escape(str(d['params']))}", highlight=False)
     out.print("[bold]History[/]:")
     for e in d["history"]:
         out.print(
@@ -243,7 +245,8 @@ def stats(
     rate = m["approval_rate"]
     out.print(
         f"approval rate: {'-' if rate is None else f'{rate:.0%}'}; rejection reasons: "
-        + (", ".join(f"{k} {v}" for k, v in m["rejection_reasons"].items()) or "-")
+        + (", ".join(f"{k} {v}" for k, v in m["rejection_reasons"].items()) or "-"),
+        markup=False,
     )
     d = m["edit_distance"]
     out.print(
@@ -253,7 +256,7 @@ def stats(
     table = Table("editor", "decisions", "approved", "rejected", "edits", "median s/draft")
     for e in m["editors"]:
         table.add_row(
-            e["editor"],
+            plain(e["editor"]),
             str(e["decisions"]),
             str(e["approved"]),
             str(e["rejected"]),
@@ -265,7 +268,7 @@ def stats(
         table = Table(label, "approved", "rejected", "approval rate", "mean edit distance")
         for g in m[key]:
             table.add_row(
-                g[label],
+                plain(g[label]),
                 str(g["approved"]),
                 str(g["rejected"]),
                 "-" if g["approval_rate"] is None else f"{g['approval_rate']:.0%}",

@@ -29,6 +29,11 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def plain(value: object) -> Text:
+    """User data in a Rich table or line: shown as written, never read as markup (`[/]`, `list[int]`)."""
+    return Text(str(value))
+
+
 def fail(message: str, code: int = 1) -> None:
     """One readable line on stderr and a non-zero exit: how every user error ends."""
     # escaped: a message may hold brackets (`pip install 'draftflow[vllm]'`, a list of names)

@@ -8,6 +8,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from flows import console
+from flows.console import plain
 from storage.db import Database
 from storage.drafts import status_counts
 from storage.models import ModelVersion, Run
@@ -54,7 +55,7 @@ def print_status(db: Database, as_json: bool) -> None:
         return
     runs = Table("run", "kind", "status", "started", "error", title="Runs", title_justify="left")
     for r in data["runs"]:
-        runs.add_row(r["id"][:12], r["kind"], r["status"], r["started_at"][:19], (r["error"] or "")[:60])
+        runs.add_row(r["id"][:12], r["kind"], r["status"], r["started_at"][:19], plain((r["error"] or "")[:60]))
     models = Table(
         "version",
         "base",
@@ -69,7 +70,7 @@ def print_status(db: Database, as_json: bool) -> None:
     for v in data["model_versions"]:
         models.add_row(
             v["name"],
-            v["base"][:40],
+            plain(v["base"][:40]),
             v["method"],
             f"{v['val_loss']:.4f}" if v["val_loss"] else "-",
             f"{v['perplexity']:.1f}" if v["perplexity"] else "-",

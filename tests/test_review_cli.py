@@ -130,3 +130,24 @@ def test_stale_edit_is_refused_with_a_conflict(
         capsys, "review", "edit", draft, "--editor", "bob", "--text-file", str(text), "--expected-version", "2"
     )
     assert stale.code == 1 and "changed since version 2 (now version 3)" in stale.err
+
+
+def test_markup_in_data_is_shown_as_written(capsys: pytest.CaptureFixture[str], db: Database) -> None:
+    """Prompts, drafts and editor names are data: `[/]` or `list[int]` never crash or vanish."""
+    from storage.models import Prompt
+    from tasks.review import actions as editor
+    from testkit.queue_seed import seed_drafts
+
+    (draft_id,) = seed_drafts(db, 1)
+    with db.transaction() as s:
+        draft = s.get(Draft, draft_id)
+        assert draft is not None
+        s.execute(sa.update(Prompt).where(Prompt.id == draft.prompt_id).values(text="Sort a list[int] [bold]now[/]"))
+        s.execute(sa.update(Draft).where(Draft.id == draft_id).values(current_text="Use sorted() [/] then [red]x"))
+    editor.approve(db, draft_id, "[/]")
+    for args in (["review", "list"], ["review", "show", str(draft_id)], ["review", "stats"]):
+        done = run_cli(capsys, *args)
+        assert done.code == 0, (args, done.err)
+    shown = run_cli(capsys, "review", "show", str(draft_id)).out
+    assert "list[int] [bold]now[/]" in shown and "Use sorted() [/] then [red]x" in shown
+    assert "[/]" in run_cli(capsys, "review", "stats").out  # the editor's name, as written
