@@ -27,7 +27,7 @@ from flows.cli_review import review_app  # noqa: E402
 from flows.cli_review import serve as serve_desk  # noqa: E402
 from flows.params import NightlyParams, ScaleParams  # noqa: E402
 from storage.db import Database, open_database  # noqa: E402
-from storage.errors import DraftflowError  # noqa: E402
+from storage.errors import DraftflowError, environment_error  # noqa: E402
 from storage.params import first_problem  # noqa: E402
 from storage.settings import HOME_ENV, Settings  # noqa: E402
 from tasks.clean.params import PROFILES, CleanParams, QualityThresholds  # noqa: E402
@@ -489,6 +489,11 @@ def main() -> None:
         console.fail(f"invalid {first_problem(exc)}")
     except KeyboardInterrupt:
         console.fail("interrupted", code=130)
+    except Exception as exc:  # the machine refused: a full disk, a read-only home, no database server
+        message = environment_error(exc)
+        if message is None:
+            raise
+        console.fail(message)
 
 
 if __name__ == "__main__":

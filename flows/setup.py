@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage.db import open_database
+from storage.errors import hide_password
 from storage.settings import Settings
 
 GPU_TAG = "gpu"
@@ -26,4 +27,4 @@ def setup_prefect(gpu_slots: int = 1) -> dict[str, Any]:
 
 def setup_all(settings: Settings, gpu_slots: int = 1) -> dict[str, Any]:
     open_database(settings.database_url)  # applies any missing migrations
-    return {"database": settings.database_url, "gpu_limit": setup_prefect(gpu_slots)}
+    return {"database": hide_password(settings.database_url), "gpu_limit": setup_prefect(gpu_slots)}

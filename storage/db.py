@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import DraftflowError
+from storage.errors import DraftflowError, hide_password
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE_OPTION = "draftflow_write"
@@ -60,7 +60,7 @@ def _make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise DraftflowError(f"database URL '{url}' is not a valid SQLAlchemy URL: {exc}") from None
+        raise DraftflowError(f"database URL '{hide_password(url)}' is not a valid SQLAlchemy URL: {exc}") from None
     if parsed.get_backend_name() != "sqlite":
         # a web desk and the queue serve many editors at once: room for 30 connections
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -74,10 +74,16 @@ def export_drafts(
         raise DraftflowError(f"unknown status {status!r} (one of: {', '.join(s.value for s in DraftStatus)})")
     rows = draft_records(db, status) if kind == "drafts" else preference_pairs(db)
     schema = DRAFT_SCHEMA if kind == "drafts" else PREFERENCE_SCHEMA
+    if out.is_dir():
+        raise DraftflowError(f"'{out}' is a folder: give the export a file name, e.g. {out / ('approved.' + fmt)}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")  # a crash never leaves a half file under the real name
-    written = _write_jsonl(rows, partial) if fmt == "jsonl" else _write_parquet(rows, partial, schema)
-    partial.replace(out)
+    partial = out.with_name(f".{out.name}.partial")  # a crash never leaves a half file under the real name
+    try:
+        written = _write_jsonl(rows, partial) if fmt == "jsonl" else _write_parquet(rows, partial, schema)
+        partial.replace(out)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk or a kill: no half file left behind
+        raise
     return written
 
 

@@ -59,7 +59,11 @@ def train_tokenizer(clean: DatasetRef, settings: Settings, params: TokenizeParam
     # The id is taken from the tokenizer as saved and reloaded, the same way a model version's
     # tokenizer is identified later, so "same tokenizer" always means "same id".
     staging = settings.tokens_dir / f".tokenizer-{uuid.uuid4().hex[:8]}"
-    wrapped.save_pretrained(staging)
+    try:
+        wrapped.save_pretrained(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a full disk: no half-written tokenizer left behind
+        raise
     loaded = load_tokenizer(str(staging))
     tok_id = tokenizer_id_of(loaded)
     folder = settings.tokens_dir / tok_id / "tokenizer"

@@ -82,9 +82,13 @@ class Checkpointer:
         if self.rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            save_weights(model, tmp / "model.safetensors")
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            (tmp / "state.json").write_text(json.dumps(asdict(state)))
+            try:
+                save_weights(model, tmp / "model.safetensors")
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+                (tmp / "state.json").write_text(json.dumps(asdict(state)))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # a full disk: the previous checkpoint stays whole
+                raise
         barrier()
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
         if torch.cuda.is_available():
