@@ -44,7 +44,7 @@ stop: $(STAMP)
 
 ## lint, format and type checks + the whole test suite, slow end-to-end tests included (CI runs exactly this)
 test: system-deps $(STAMP) lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 ## the suite without the slow end-to-end tests
 test-fast: $(STAMP)

@@ -15,8 +15,9 @@ configure_prefect_env()  # before anything imports Prefect
 import os  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
@@ -84,6 +85,13 @@ def _settings() -> Settings:
 
 def _db() -> Database:
     return open_database(_settings().database_url)
+
+
+def _writing(what: str) -> Any:
+    """The data home's writer lock for a stage command (one line naming the holder when it is taken)."""
+    from storage.home_lock import home_lock
+
+    return home_lock(_settings().home, what)
 
 
 def _stage_logging() -> None:
@@ -204,7 +212,8 @@ def ingest(
     )
     if profile is not None and profile not in PROFILES:
         raise DraftflowError(f"invalid --profile {profile}: one of {', '.join(PROFILES)}")
-    ref = ingest_corpus(paths, _settings(), options, profile=profile)
+    with _writing("ingest"):
+        ref = ingest_corpus(paths, _settings(), options, profile=profile)
     _print_stats("ingest", ref.path, ref.stats)
 
 
@@ -245,7 +254,8 @@ def clean(
         },
     )
     raw = dataset_ref(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
-    ref = clean_corpus(raw, settings, params)
+    with _writing("clean"):
+        ref = clean_corpus(raw, settings, params)
     _print_stats("clean", ref.path, ref.stats)
     for row in ref.report:
         console.out.print(
@@ -276,7 +286,8 @@ def tokenize(
         TokenizeParams, config, vocab_size=("--vocab-size", vocab_size), block_size=("--block-size", block_size)
     )
     cleaned = dataset_ref(settings.clean_dir, "clean corpus", "run `draftflow clean` first")
-    ref = prepare_and_tokenize(cleaned, resolve_base_model(base_model, _db()), settings, params)
+    with _writing("tokenize"):
+        ref = prepare_and_tokenize(cleaned, resolve_base_model(base_model, _db()), settings, params)
     _print_stats(
         "tokenize",
         ref.path,
@@ -323,11 +334,12 @@ def finetune(
     tokens = latest_tokens(settings)
     base = resolve_base_model(base_model, db)
     run_id = run_id or uuid.uuid4().hex
-    lead = TorchrunEnv().rank == 0  # under torchrun only rank 0 records and prints
-    if lead:
-        start_run(db, run_id, "finetune", params.model_dump())
-    with failed_on_error(db, run_id, record=lead), console.progress_bar("fine-tune") as progress:
-        model = train_model(tokens, base, params, db, settings, run_id=run_id, progress=progress)
+    lead = TorchrunEnv().rank == 0  # under torchrun only rank 0 records, prints and holds the home
+    with _writing(f"finetune run {run_id}") if lead else nullcontext():
+        if lead:
+            start_run(db, run_id, "finetune", params.model_dump())
+        with failed_on_error(db, run_id, record=lead), console.progress_bar("fine-tune") as progress:
+            model = train_model(tokens, base, params, db, settings, run_id=run_id, progress=progress)
     if lead:
         finish_run(db, run_id, "completed", summary=model.model_dump())
         _print_stats(
@@ -397,13 +409,14 @@ def generate(
     if info is None:
         raise DraftflowError("no model version registered yet: run `draftflow finetune` (or `draftflow run`) first")
     run_id = run_id or uuid.uuid4().hex
-    start_run(db, run_id, "generate", params.model_dump())
-    model_ref = ModelRef(version_id=info.id, name=info.name, path=info.path)
-    with failed_on_error(db, run_id):
-        with console.progress_bar("generate") as progress:
-            result = generate_drafts(model_ref, rows, params, db, run_id, progress=progress)
-        queued = queue_run(db, run_id, corpus_index(_settings(), None))
-    finish_run(db, run_id, "completed", summary=result.model_dump())
+    with _writing(f"generate run {run_id}"):
+        start_run(db, run_id, "generate", params.model_dump())
+        model_ref = ModelRef(version_id=info.id, name=info.name, path=info.path)
+        with failed_on_error(db, run_id):
+            with console.progress_bar("generate") as progress:
+                result = generate_drafts(model_ref, rows, params, db, run_id, progress=progress)
+            queued = queue_run(db, run_id, corpus_index(_settings(), None))
+        finish_run(db, run_id, "completed", summary=result.model_dump())
     _print_stats(
         "generate",
         f"run {run_id}",
@@ -468,10 +481,29 @@ def stop_prefect() -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Show the last runs, the model versions and the review queue."""
+    """Show the last runs, the model versions and the review queue (a run whose process died is marked crashed)."""
     from flows.status import print_status
+    from storage.runs import mark_dead_runs
 
-    print_status(_db(), as_json)
+    db = _db()
+    mark_dead_runs(db)
+    print_status(db, as_json)
+
+
+@app.command()
+def recover() -> None:
+    """Finish what killed runs left: mark their runs crashed, remove half-written files, queue their drafts."""
+    _stage_logging()
+    from tasks.recovery import recover as recover_home
+
+    with _writing("recover"):
+        done = recover_home(_db(), _settings())
+    console.out.print(
+        f"recover: {len(done.crashed_runs)} runs marked crashed, {len(done.debris)} half-written files or folders "
+        f"removed, {done.drafts_queued} drafts checked and queued",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _print_stats(stage: str, where: str, stats: Mapping[str, object]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from prefect import flow
@@ -20,10 +21,12 @@ from flows.prefect_tasks import clean, editor_feedback, fine_tune, generate, ing
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
 from storage.errors import DraftflowError
+from storage.home_lock import home_lock
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
 from tasks.models import resolve_base_model
+from tasks.recovery import recover
 from tasks.review.feedback import approved_file
 from tasks.train.pairs import chat_pairs_for
 
@@ -80,17 +83,24 @@ def nightly(params: NightlyParams | None = None) -> RunSummary:
     settings = Settings.from_env(params.home)
     db = open_database(settings.database_url)
     run_id = params.run_id or flow_run.get_id() or uuid.uuid4().hex
-    start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
-    seconds: dict[str, float] = {}
-    try:
-        with shared_cluster(params.scale) as scale:  # one local Dask cluster for the night (none for 1 shard)
-            summary = _run_stages(params, settings, db, run_id, seconds, scale)
-    except BaseException as exc:
-        finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
-        raise
-    finish_run(
-        db, run_id, "completed", summary=summary.model_dump(mode="json"), corpus_fingerprint=summary.corpus_fingerprint
-    )
+    with home_lock(settings.home, f"nightly run {run_id}"):  # one writer per data home: a second is refused
+        start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+        seconds: dict[str, float] = {}
+        try:
+            recovered = _timed(seconds, "recover", lambda: recover(db, settings))
+            with shared_cluster(params.scale) as scale:  # one local Dask cluster for the night (none for 1 shard)
+                summary = _run_stages(params, settings, db, run_id, seconds, scale)
+            summary.recovered = asdict(recovered)
+        except BaseException as exc:
+            finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
+            raise
+        finish_run(
+            db,
+            run_id,
+            "completed",
+            summary=summary.model_dump(mode="json"),
+            corpus_fingerprint=summary.corpus_fingerprint,
+        )
     create_markdown_artifact(
         render_markdown(summary), key="nightly-summary", description="What this nightly run did, stage by stage"
     )

@@ -83,6 +83,7 @@ class RunSummary(BaseModel):
     files: dict[str, int]  # new / changed / unchanged / removed since the last run
     editor_approved_source: str | None = None  # the editor-approved source ingested this night
     editor_chat_pairs: str | None = None  # or, for a chat model, the approved drafts trained as pairs
+    recovered: dict[str, Any] = Field(default_factory=dict)  # what killed runs left, found and finished
     cached_stages: list[str] = Field(default_factory=list)  # corpus stages skipped: unchanged inputs
     sample_drafts: list[dict[str, str]] = Field(default_factory=list)  # a few (prompt, draft) pairs
     leases_expired: int = 0  # claims swept back to the queue at the start of the night

@@ -21,9 +21,10 @@ from pydantic import Field
 from flows.params import DEFAULT_CORPUS
 from flows.prefect_tasks import clean, generate, ingest, queue_for_review, sweep_leases, tokenize
 from storage.db import open_database
+from storage.home_lock import home_lock
 from storage.params import Params
 from storage.refs import ModelRef
-from storage.runs import finish_run, start_run
+from storage.runs import finish_run, mark_dead_runs, start_run
 from storage.settings import Settings
 from tasks.clean.params import CleanParams
 from tasks.generate.params import GenerationParams
@@ -66,11 +67,11 @@ def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
     settings = Settings.from_env(params.home)
     db = open_database(settings.database_url)
     cached: list[str] = []
-    raw = _cached(cached, "ingest", ingest, params.corpus, settings, params.ingest)
-    cleaned = _cached(cached, "clean", clean, raw, settings, params.clean)
-    tokens = _cached(
-        cached, "tokenize", tokenize, cleaned, resolve_base_model(params.base_model, db), settings, params.tokenize
-    )
+    with home_lock(settings.home, f"prepare flow run {flow_run.get_id()}"):
+        raw = _cached(cached, "ingest", ingest, params.corpus, settings, params.ingest)
+        cleaned = _cached(cached, "clean", clean, raw, settings, params.clean)
+        base = resolve_base_model(params.base_model, db)
+        tokens = _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
     return {
         "documents": raw.stats.get("seen", raw.rows),
         "kept": cleaned.rows,
@@ -93,10 +94,11 @@ def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
 
         raise DraftflowError("no model version yet: run draftflow-finetune (or the nightly flow) first")
     run_id = flow_run.get_id() or uuid.uuid4().hex
-    start_run(db, run_id, "generate", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
-    model = ModelRef(version_id=info.id, name=info.name, path=info.path)
-    generated = generate(model, params.prompts_file, params.generation, settings, run_id)
-    queued = queue_for_review(run_id, settings, None, params.checks)
+    with home_lock(settings.home, f"generate flow run {run_id}"):
+        start_run(db, run_id, "generate", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+        model = ModelRef(version_id=info.id, name=info.name, path=info.path)
+        generated = generate(model, params.prompts_file, params.generation, settings, run_id)
+        queued = queue_for_review(run_id, settings, None, params.checks)
     summary = {
         "model_version": info.name,
         "drafts": generated.drafts_new,
@@ -118,6 +120,7 @@ def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str
 
     params = params or MaintenanceParams()
     settings = Settings.from_env(params.home)
+    mark_dead_runs(open_database(settings.database_url))  # runs whose process is gone: crashed
     swept = sweep_leases(settings)
     source = editor_feedback(settings)
     metrics = desk_metrics(open_database(settings.database_url))

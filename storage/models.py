@@ -57,6 +57,7 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(200))  # host:pid:start of the process running it
 
 
 class ModelVersion(Base):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import select
+
 from storage.db import Database
 from storage.errors import first_line
 from storage.models import Run, utcnow
+from storage.processes import describe, is_alive, this_process
+
+log = logging.getLogger("draftflow.runs")
 
 
 def start_run(
@@ -17,12 +23,20 @@ def start_run(
     """Record a run as started; starting an existing run id again (a resume) marks it running."""
     with db.transaction() as session:
         run = session.get(Run, run_id)
+        owner = this_process()
         if run is None:
             session.add(
-                Run(id=run_id, kind=kind, params=params, status="running", prefect_flow_run_id=prefect_flow_run_id)
+                Run(
+                    id=run_id,
+                    kind=kind,
+                    params=params,
+                    status="running",
+                    prefect_flow_run_id=prefect_flow_run_id,
+                    owner=owner,
+                )
             )
         else:
-            run.status, run.error, run.finished_at = "running", None, None
+            run.status, run.error, run.finished_at, run.owner = "running", None, None, owner
 
 
 def finish_run(
@@ -42,6 +56,21 @@ def finish_run(
             run.summary = summary
         if corpus_fingerprint is not None:
             run.corpus_fingerprint = corpus_fingerprint
+
+
+def mark_dead_runs(db: Database) -> list[str]:
+    """Runs left `running` by a process of this host that is gone (kill -9, out of memory, a reboot)
+    become `crashed`, with what happened; returns their ids. Runs of other hosts are left alone."""
+    marked = []
+    with db.transaction() as session:
+        for run in session.scalars(select(Run).where(Run.status == "running")):
+            if is_alive(run.owner) is False:
+                run.status, run.finished_at = "crashed", utcnow()
+                run.error = f"its process ({describe(run.owner)}) ended without finishing the run"
+                marked.append(run.id)
+    for run_id in marked:
+        log.warning("run %s was left running by a process that is gone: marked crashed", run_id)
+    return marked
 
 
 @contextmanager
