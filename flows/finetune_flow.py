@@ -12,6 +12,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.prefect_env import run_name
 from flows.prefect_tasks import fine_tune
 from storage.db import open_database
 from storage.params import Params
@@ -33,7 +34,11 @@ class FinetuneParams(Params):
     training: TrainParams = Field(default_factory=TrainParams)
 
 
-@flow(name="draftflow-finetune", description="Fine-tune on the latest tokenized corpus and register a version.")
+@flow(
+    name="draftflow-finetune",
+    description="Fine-tune on the latest tokenized corpus and register a version.",
+    flow_run_name=run_name("finetune"),
+)
 def finetune_flow(params: FinetuneParams | None = None) -> ModelRef:
     params = params or FinetuneParams()
     settings = Settings.from_env(params.home)

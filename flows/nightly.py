@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 
 from flows.caching import still_on_disk
 from flows.params import DEFAULT_CORPUS, NightlyParams, RunSummary, ScaleParams
+from flows.prefect_env import run_name
 from flows.prefect_tasks import clean, editor_feedback, fine_tune, generate, ingest, sweep_leases, tokenize
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
@@ -68,6 +69,12 @@ def _finetune_deployment(deployment: str, params: NightlyParams, settings: Setti
         return ModelRef.model_validate(run.summary)
 
 
+def training_timeout(max_minutes: float) -> float:
+    """Fine-tune's Prefect timeout: twice its budget plus half an hour to load, evaluate and save. A
+    run past it is hung (a stalled GPU, a dead NCCL peer), and the night fails instead of waiting."""
+    return max_minutes * 60 * 2 + 1800
+
+
 def _timed(seconds: dict[str, float], stage: str, call: Callable[[], T]) -> T:
     started = time.perf_counter()
     try:
@@ -76,7 +83,11 @@ def _timed(seconds: dict[str, float], stage: str, call: Callable[[], T]) -> T:
         seconds[stage] = round(time.perf_counter() - started, 2)
 
 
-@flow(name="draftflow-nightly", description="Fine-tune on the latest corpus and queue fresh drafts for review.")
+@flow(
+    name="draftflow-nightly",
+    description="Fine-tune on the latest corpus and queue fresh drafts for review.",
+    flow_run_name=run_name("nightly"),
+)
 def nightly(params: NightlyParams | None = None) -> RunSummary:
     """Walk the whole loop once; the run and its summary are recorded in the `runs` table."""
     params = params or NightlyParams()
@@ -155,7 +166,9 @@ def _run_stages(
         lambda: (
             _finetune_deployment(deployment, params, settings, db)
             if deployment
-            else fine_tune(tokens, base, params.training, settings, run_id, pairs)
+            else fine_tune.with_options(timeout_seconds=training_timeout(params.training.max_minutes))(
+                tokens, base, params.training, settings, run_id, pairs
+            )
         ),
     )
     generated = _timed(

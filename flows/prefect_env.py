@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -52,3 +54,12 @@ def hide_user_error_tracebacks() -> None:
             isinstance(f, _HideUserErrorTracebacks) for f in handler.filters
         ):
             handler.addFilter(_HideUserErrorTracebacks())
+
+
+def run_name(kind: str) -> Callable[[], str]:
+    """A readable flow-run name, e.g. `nightly-2026-12-02-0200` (UTC), instead of Prefect's random pair."""
+
+    def name() -> str:
+        return f"{kind}-{datetime.now(UTC):%Y-%m-%d-%H%M}"
+
+    return name

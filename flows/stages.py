@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.params import DEFAULT_CORPUS
+from flows.prefect_env import run_name
 from flows.prefect_tasks import clean, generate, ingest, queue_for_review, sweep_leases, tokenize
 from storage.db import open_database
 from storage.home_lock import home_lock
@@ -59,7 +60,11 @@ class MaintenanceParams(Params):
     home: str | None = HomeField
 
 
-@flow(name="draftflow-prepare", description="Ingest, clean and tokenize the corpus (cached on fingerprints).")
+@flow(
+    name="draftflow-prepare",
+    description="Ingest, clean and tokenize the corpus (cached on fingerprints).",
+    flow_run_name=run_name("prepare"),
+)
 def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
     from flows.nightly import _cached
 
@@ -81,7 +86,11 @@ def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
     }
 
 
-@flow(name="draftflow-generate", description="Write drafts with a model version and queue them for review.")
+@flow(
+    name="draftflow-generate",
+    description="Write drafts with a model version and queue them for review.",
+    flow_run_name=run_name("generate"),
+)
 def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
     from storage.registry import get_model_version, latest_model_version
 

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.errors import NotFoundError
+from storage.errors import DraftflowError, NotFoundError
 from storage.locations import Location, StoreURL, location
 
 MANIFEST = "_manifest.json"
@@ -208,6 +208,18 @@ def require_dataset(directory: PathOrURL, what: str, fix: str) -> dict[str, Any]
     manifest = read_manifest(directory)
     if manifest is None:
         raise NotFoundError(f"{what} not found at '{directory}': {fix}")
+    return manifest
+
+
+def require_unchanged(directory: PathOrURL, fingerprint: str, what: str, fix: str) -> dict[str, Any]:
+    """The manifest of the dataset a stage was handed, checked to be the same dataset: another run
+    on the same home may have replaced it since the reference was made."""
+    manifest = require_dataset(directory, what, fix)
+    if manifest.get("fingerprint") != fingerprint:
+        raise DraftflowError(
+            f"the {what} at '{directory}' changed after this run read it (fingerprint {fingerprint[:12]}, now "
+            f"{str(manifest.get('fingerprint'))[:12]}): another run wrote it; {fix}"
+        )
     return manifest
 
 

@@ -85,6 +85,13 @@ def register_model_version(db: Database, staged_dir: Path, models_dir: Path, **f
     return info
 
 
+def version_of_run(db: Database, run_id: str) -> ModelInfo | None:
+    """The version a run registered already (a retried or resumed run registers no second one)."""
+    with db.session() as session:
+        row = session.scalars(select(ModelVersion).where(ModelVersion.run_id == run_id).limit(1)).first()
+        return _info(row) if row else None
+
+
 def latest_model_version(db: Database) -> ModelInfo | None:
     """The newest promoted version: what a run with no base model continues from."""
     with db.session() as session:

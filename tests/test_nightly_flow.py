@@ -46,6 +46,7 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     assert first.drafts_generated == first.drafts_queued == expected
     assert first.queue == {"pending": expected}
     assert list(first.seconds) == [
+        "recover",
         "sweep_leases",
         "editor_feedback",
         "ingest",
@@ -56,6 +57,7 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         "queue_for_review",
     ]
     assert first.editor_approved_source is None and first.leases_expired == 0
+    assert first.recovered == {"crashed_runs": [], "debris": [], "drafts_queued": 0}  # nothing to recover
 
     db = open_database(settings.database_url)
     with db.session() as s:
@@ -65,6 +67,7 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         assert run.summary["drafts_queued"] == expected and run.corpus_fingerprint == first.corpus_fingerprint
         assert {d.status for d in s.scalars(sa.select(Draft))} == {"pending"}
     with get_client(sync_client=True) as client:
+        assert client.read_flow_run(first.run_id).name.startswith("nightly-20")  # readable: nightly-YYYY-MM-DD-HHMM
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-summary"]))
         )

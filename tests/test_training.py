@@ -254,3 +254,32 @@ def test_a_minutes_budget_never_sends_the_learning_rate_back_up(
     rises = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(lrs)) if b > a]
     assert rises == []
     assert lrs[-1] < 0.5 * params.learning_rate  # and it did come down towards the floor by the deadline
+
+
+def test_a_run_id_registers_at_most_one_version(
+    capsys: pytest.CaptureFixture[str], settings: Settings, db: Database, cli_tokens: Path
+) -> None:
+    """A retried run (Prefect's retry, or the same command again) finds its version and trains no second one."""
+    from sqlalchemy import func, select
+
+    from storage.models import ModelVersion
+
+    for _ in range(2):
+        assert (
+            run_cli(capsys, "finetune", "--run-id", "night-7", "--config", str(cli_tokens), "--max-steps", "2").code
+            == 0
+        )
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ModelVersion)) == 1
+
+
+def test_a_stage_refuses_a_dataset_another_run_replaced(settings: Settings, corpus_dir: Path, tmp_path: Path) -> None:
+    from storage.errors import DraftflowError
+
+    first = ingest_corpus([str(corpus_dir)], settings)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("A different corpus, written by another run on the same home, with words.\n")
+    ingest_corpus([str(other)], settings)  # replaces corpus/raw
+    with pytest.raises(DraftflowError, match="changed after this run read it"):
+        clean_corpus(first, settings)

@@ -14,7 +14,7 @@ from typing import Any
 
 from storage.errors import DraftflowError
 from storage.fingerprint import code_version, fingerprint
-from storage.parquet_store import DatasetWriter, iter_batches, require_dataset
+from storage.parquet_store import DatasetWriter, iter_batches, require_unchanged
 from storage.refs import DatasetRef
 from storage.schemas import CLEAN_SCHEMA, FLOAT_SCORES, INT_SCORES, REJECTED_SCHEMA
 from storage.settings import Settings
@@ -31,7 +31,7 @@ CODE_VERSION = code_version(Path(__file__).parent, Path(__file__).parents[1] / "
 def clean_corpus(raw: DatasetRef, settings: Settings, params: CleanParams | None = None) -> DatasetRef:
     """Clean `corpus/raw` into `corpus/clean` (+ `corpus/rejected/clean`); raise if nothing is left."""
     params = params or CleanParams()
-    require_dataset(settings.raw_dir, "raw corpus", "run `draftflow ingest PATH...` first")
+    require_unchanged(settings.raw_dir, raw.fingerprint, "raw corpus", "run `draftflow ingest PATH...` again")
     resolved, profiles = resolve_profiles(params, settings.raw_dir)
     cleaner = Cleaner(resolved)
     outcomes = (

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from storage.errors import DraftflowError
 from storage.fingerprint import code_version, fingerprint
-from storage.parquet_store import DatasetWriter, iter_batches, read_manifest, require_dataset
+from storage.parquet_store import DatasetWriter, iter_batches, read_manifest, require_unchanged
 from storage.refs import BaseModelSpec, DatasetRef, TokenizerRef, TokensRef
 from storage.schemas import tokens_schema
 from storage.settings import Settings
@@ -67,7 +67,7 @@ def tokenize_corpus(
     block (a few documents, or a few large ones), the corpus is packed again and split by block
     instead, and the reference and the log say so.
     """
-    require_dataset(Path(clean.path), "clean corpus", "run `draftflow clean` first")
+    require_unchanged(Path(clean.path), clean.fingerprint, "clean corpus", "run `draftflow clean` again")
     use_both_cores()
     backend = load_tokenizer(tok.path).backend_tokenizer
     out = settings.token_blocks_dir / tok.tokenizer_id

@@ -22,7 +22,7 @@ from storage.db import Database
 from storage.errors import DraftflowError
 from storage.parquet_store import count_rows, iter_batches, schema_metadata
 from storage.refs import BaseModelSpec, ChatPairsRef, ModelRef, TokensRef
-from storage.registry import latest_model_version, register_model_version
+from storage.registry import latest_model_version, register_model_version, version_of_run
 from storage.settings import Settings
 from tasks.adapters import (
     adapter_base,
@@ -169,6 +169,18 @@ def train_model(
     `pairs`: editor-approved drafts of a chat model, trained beside the corpus with the loss on the
     approved answers only.
     """
+    registered = version_of_run(db, run_id) if run_id else None
+    if registered is not None:  # a retry of a run that got as far as registering: at most one version per run
+        log.info("run %s registered %s already: not training it again", run_id, registered.name)
+        return ModelRef(
+            version_id=registered.id,
+            name=registered.name,
+            path=registered.path,
+            train_loss=registered.train_loss,
+            val_loss=registered.val_loss,
+            perplexity=registered.perplexity,
+            promotion=f"registered by this run before it was retried: {registered.name}",
+        )
     device, rank, world = distributed_setup()
     check_blocks(tokens)
     train_blocks = read_blocks(Path(tokens.path) / "train")
