@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -29,3 +34,16 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
         sys.argv = argv
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
+
+
+def kill_when(command: list[str], ready: Callable[[], bool], seconds: float = 240) -> bool:
+    """Start `command` and `kill -9` it as soon as `ready()` holds (or it ended, or time ran out);
+    returns whether `ready()` held: the fault was injected where the test wanted it."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + seconds
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held = ready()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return held

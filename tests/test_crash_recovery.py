@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from storage.db import open_database
 from storage.models import Draft, Run
 from storage.settings import Settings
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import kill_when, run_cli
 
 HOLD = """
 import sys, time
@@ -50,15 +49,6 @@ def test_a_second_writer_is_refused_until_the_holder_dies(
     assert run_cli(capsys, "ingest", str(corpus_dir)).code == 0
 
 
-def _wait_for(condition: object, seconds: float = 240) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.mark.slow
 def test_a_generate_killed_mid_run_is_marked_crashed_and_its_drafts_are_queued(
     capsys: pytest.CaptureFixture[str], settings: Settings, corpus_dir: Path, tmp_path: Path
@@ -69,18 +59,13 @@ def test_a_generate_killed_mid_run_is_marked_crashed_and_its_drafts_are_queued(
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"Prompt number {i} about the module" for i in range(60)))
     command = ["generate", "--prompts", str(prompts), "--batch-size", "4", "--max-new-tokens", "24"]
-    proc = subprocess.Popen(
-        _draftflow(settings, *command, "--run-id", "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     db = open_database(settings.database_url)
 
     def some_drafts() -> bool:
         with db.session() as s:
             return (s.scalar(sa.select(sa.func.count()).select_from(Draft).where(Draft.run_id == "killed")) or 0) >= 8
 
-    written = _wait_for(some_drafts)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    written = kill_when(_draftflow(settings, *command, "--run-id", "killed"), some_drafts)
     assert written, "generate ended before writing 8 drafts"
     with db.session() as s:
         assert s.get(Run, "killed").status == "running"  # type: ignore[union-attr]
@@ -111,16 +96,12 @@ def test_a_tokenize_killed_mid_write_leaves_debris_that_recover_removes(
 ) -> None:
     for args in (["ingest", "python-stdlib-docs"], ["clean"]):
         assert run_cli(capsys, *args).code == 0
-    proc = subprocess.Popen(_draftflow(settings, "tokenize"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tokens = settings.home / "tokens"
 
     def half_written() -> bool:
         return tokens.is_dir() and any(".staging-" in p.name or ".tokenizer-" in p.name for p in tokens.rglob(".*"))
 
-    caught = _wait_for(half_written)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert caught, "tokenize ended before it wrote anything"
+    assert kill_when(_draftflow(settings, "tokenize"), half_written), "tokenize ended before it wrote anything"
     left = [p for p in tokens.rglob(".*") if ".staging-" in p.name or ".tokenizer-" in p.name]
     assert left
     recovered = run_cli(capsys, "recover")

@@ -145,7 +145,9 @@ def test_unreachable_hub_id_and_bad_paths_are_user_errors(db: Database, tmp_path
 
 
 @pytest.mark.slow
-def test_running_out_of_memory_is_one_line_naming_the_setting(settings: Settings, tmp_path: Path) -> None:
+def test_running_out_of_memory_is_one_line_naming_the_setting(
+    settings: Settings, corpus_dir: Path, tmp_path: Path
+) -> None:
     """A real allocation failure: the address space of `draftflow finetune` is capped at 6 GiB and a
     micro-batch of 1,024 blocks of 256 tokens needs more. One line, the option to lower, no version."""
     import os
@@ -155,8 +157,8 @@ def test_running_out_of_memory_is_one_line_naming_the_setting(settings: Settings
 
     from tasks.tokenize.params import TokenizeParams
 
-    cleaned = clean_corpus(ingest_corpus(["python-stdlib-docs"], settings), settings)
-    params = TokenizeParams(vocab_size=2000, block_size=256)
+    cleaned = clean_corpus(ingest_corpus([str(corpus_dir)], settings), settings)
+    params = TokenizeParams(vocab_size=320, block_size=256, min_frequency=1)
     tokenize_corpus(
         cleaned, prepare_tokenizer(cleaned, BaseModelSpec(kind="scratch"), settings, params), settings, params
     )

@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from tasks.generate.stage import generate_drafts
 from tasks.models import load_causal_lm, resolve_base_model
 from tasks.train.stage import train_model
 from testkit.tiny_models import save_tiny_causal_lm
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import kill_when, run_cli
 from tests.test_finetune import prepare
 from tests.tiny import GENERATE, TRAIN
 
@@ -212,14 +210,8 @@ def test_a_killed_lora_run_resumes_to_the_same_losses(
 
     straight = subprocess.run(finetune("straight"), capture_output=True, text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    proc = subprocess.Popen(finetune("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = home / "checkpoints" / "killed" / "step-0000010"
-    deadline = time.monotonic() + 240
-    while not checkpoint.is_dir() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.is_dir(), "the run ended before its step-10 checkpoint"
+    assert kill_when(finetune("killed"), checkpoint.is_dir), "the run ended before its step-10 checkpoint"
     resumed = subprocess.run(finetune("killed"), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from the checkpoint at step" in resumed.stderr

@@ -5,10 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from tasks.tokenize.bpe import prepare_tokenizer
 from tasks.tokenize.stage import tokenize_corpus
 from tasks.train.promotion import decide_promotion
 from tasks.train.stage import train_model
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import kill_when, run_cli
 from tests.tiny import TOKENIZE, TRAIN
 
 SCRATCH = BaseModelSpec(kind="scratch")
@@ -152,16 +150,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
     )
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    proc = subprocess.Popen(
-        _finetune_command(home, "killed", cli_tokens, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     checkpoint = home / "checkpoints" / "killed" / "step-0000010"
-    deadline = time.monotonic() + 240
-    while not checkpoint.is_dir() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.is_dir(), "the run ended before its step-10 checkpoint"
+    killed = kill_when(_finetune_command(home, "killed", cli_tokens, steps), checkpoint.is_dir)
+    assert killed, "the run ended before its step-10 checkpoint"
     kept = sorted(p.name for p in checkpoint.parent.glob("step-*"))
     assert len(kept) <= 2 and kept[-1] >= "step-0000010"  # only the newest keep_checkpoints=2 stay
     assert latest_model_version(db).name == "v0001"  # the killed run registered nothing

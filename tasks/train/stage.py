@@ -22,7 +22,7 @@ from storage.db import Database
 from storage.errors import DraftflowError
 from storage.parquet_store import count_rows, iter_batches, schema_metadata
 from storage.refs import BaseModelSpec, ChatPairsRef, ModelRef, TokensRef
-from storage.registry import latest_model_version, register_model_version, version_of_run
+from storage.registry import ModelInfo, latest_model_version, register_model_version, version_of_run
 from storage.settings import Settings
 from tasks.adapters import (
     adapter_base,
@@ -172,15 +172,8 @@ def train_model(
     registered = version_of_run(db, run_id) if run_id else None
     if registered is not None:  # a retry of a run that got as far as registering: at most one version per run
         log.info("run %s registered %s already: not training it again", run_id, registered.name)
-        return ModelRef(
-            version_id=registered.id,
-            name=registered.name,
-            path=registered.path,
-            train_loss=registered.train_loss,
-            val_loss=registered.val_loss,
-            perplexity=registered.perplexity,
-            promotion=f"registered by this run before it was retried: {registered.name}",
-        )
+        note = f"registered by this run before it was retried: {registered.name}"
+        return ModelRef(**_ref_fields(registered), promotion=note)
     device, rank, world = distributed_setup()
     check_blocks(tokens)
     train_blocks = read_blocks(Path(tokens.path) / "train")
@@ -296,6 +289,17 @@ def train_model(
     return ref
 
 
+def _ref_fields(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "version_id": info.id,
+        "name": info.name,
+        "path": info.path,
+        "train_loss": info.train_loss,
+        "val_loss": info.val_loss,
+        "perplexity": info.perplexity,
+    }
+
+
 def _with_pairs(blocks: np.ndarray, tokens: TokensRef, pairs: ChatPairsRef) -> tuple[np.ndarray, np.ndarray, int]:
     """The corpus blocks (every token in the loss) followed by one block per approved chat pair."""
     from tasks.train.pairs import pair_blocks
@@ -368,12 +372,7 @@ def _save_and_register(
         raise
     log.info("registered model version %s at %s", info.name, info.path)
     return ModelRef(
-        version_id=info.id,
-        name=info.name,
-        path=info.path,
-        train_loss=metrics["train_loss"],
-        val_loss=metrics["val_loss"],
-        perplexity=metrics["perplexity"],
+        **_ref_fields(info),
         tokens_seen=metrics["tokens_seen"],
         steps=metrics["steps"],
         wall_seconds=metrics["wall_seconds"],
