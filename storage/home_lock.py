@@ -55,10 +55,6 @@ def home_lock(home: Path, what: str) -> Iterator[None]:
         handle.close()  # closing the file releases the lock
 
 
-def holds_home(home: Path) -> bool:
-    return Path(home).resolve() in _held
-
-
 def _holder(text: str) -> str:
     try:
         info = json.loads(text)

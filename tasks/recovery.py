@@ -38,9 +38,6 @@ class Recovered:
     debris: list[str] = field(default_factory=list)
     drafts_queued: int = 0
 
-    def __bool__(self) -> bool:
-        return bool(self.crashed_runs or self.debris or self.drafts_queued)
-
 
 def sweep_debris(home: Path) -> list[str]:
     """Remove every work-in-progress file or folder under `home` (the caller holds its lock)."""
