@@ -33,10 +33,15 @@ def is_adapter(source: str) -> bool:
     return (Path(source) / ADAPTER_CONFIG).is_file()
 
 
+def adapter_config(source: str) -> dict[str, Any]:
+    """The adapter's `adapter_config.json`: its rank (`r`), targets and base."""
+    config: dict[str, Any] = json.loads((Path(source) / ADAPTER_CONFIG).read_text())
+    return config
+
+
 def adapter_base(source: str) -> str:
     """The base model (hub id or folder) the adapter in `source` was trained over."""
-    config = json.loads((Path(source) / ADAPTER_CONFIG).read_text())
-    base = config.get("base_model_name_or_path")
+    base = adapter_config(source).get("base_model_name_or_path")
     if not base:
         raise DraftflowError(f"the adapter in '{source}' does not name its base model (base_model_name_or_path)")
     return str(base)

@@ -102,10 +102,10 @@ class VllmEngine:  # pragma: no cover - needs CUDA and vLLM: exercised by benchm
 
     name = "vllm"
 
-    def __init__(self, path: str, tokenizer: Any, seed: int, lora_rank: int | None = None) -> None:
+    def __init__(self, path: str, tokenizer: Any, seed: int) -> None:
         from vllm import LLM
 
-        from tasks.adapters import adapter_base, is_adapter
+        from tasks.adapters import adapter_base, adapter_config, is_adapter
 
         self.tokenizer, self.lora = tokenizer, None
         options: dict[str, Any] = {"seed": seed, "dtype": "auto", "enable_prefix_caching": True}
@@ -114,7 +114,7 @@ class VllmEngine:  # pragma: no cover - needs CUDA and vLLM: exercised by benchm
             from vllm.lora.request import LoRARequest
 
             model = adapter_base(path)
-            options |= {"enable_lora": True, "max_lora_rank": max(8, lora_rank or 64)}
+            options |= {"enable_lora": True, "max_lora_rank": max(8, adapter_config(path).get("r") or 64)}
             self.lora = LoRARequest("draftflow", 1, path)
         self.llm = LLM(model=model, tokenizer=path, **options)
 

@@ -8,13 +8,11 @@ batch and (run, prompt, sample) is unique: a run started again makes only the mi
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +22,6 @@ from storage.drafts import PromptRow, existing_samples, insert_drafts, upsert_pr
 from storage.errors import DraftflowError
 from storage.fingerprint import fingerprint
 from storage.refs import ModelRef
-from tasks.adapters import is_adapter
 from tasks.chat import end_of_turn_ids, render_chat, use_chat
 from tasks.generate.engines import Engine, TorchEngine, VllmEngine, pick_engine
 from tasks.generate.params import OVERRIDABLE, GenerationParams, SampleSettings
@@ -187,8 +184,7 @@ def generate_drafts(
 def _engine(name: str, path: str, tokenizer: Any, params: GenerationParams, device: Any, model: Any = None) -> Engine:
     """The engine named (pick_engine checked it can run here); a model the caller loaded runs on torch."""
     if name == "vllm":
-        rank = json.loads((Path(path) / "adapter_config.json").read_text()).get("r") if is_adapter(path) else None
-        return VllmEngine(path, tokenizer, params.seed, rank)
+        return VllmEngine(path, tokenizer, params.seed)
     if model is None:
         frozen = weights_dtype("auto", device, frozen=True)  # bf16 on a GPU that has it: nothing trains here
         model = load_causal_lm(path, dtype=frozen, merge_adapter=params.merge_lora).to(device).eval()
