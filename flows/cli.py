@@ -162,7 +162,8 @@ def run(
     from flows.prefect_env import hide_user_error_tracebacks
 
     hide_user_error_tracebacks()
-    summary = nightly(params)
+    # a flow retry would repeat a user error after two minutes; here the user runs it again
+    summary = nightly.with_options(retries=0)(params)
     if as_json:
         console.print_json(summary.model_dump(mode="json"))
         return
@@ -453,18 +454,43 @@ def serve_prefect(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect server (127.0.0.1).")] = 4200,
     gpu_slots: Annotated[int, typer.Option(min=1, help="Fine-tunes that may run at once.")] = 1,
     no_workers: Annotated[bool, typer.Option("--no-workers", help="Register only; start no workers.")] = False,
+    notify_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DRAFTFLOW_NOTIFY_URL",
+            help="Webhook (e.g. a Slack incoming webhook) told when a night fails, crashes, times out, is late "
+            "or overdue.",
+        ),
+    ] = None,
+    overdue_hours: Annotated[
+        float, typer.Option(min=0.05, help="A night still running after this many hours is reported overdue.")
+    ] = 6.0,
 ) -> None:
     """Start a local Prefect server, work pools, deployments (with schedules) and workers."""
     from flows.serve import serve
 
-    done = serve(_settings(), port=port, gpu_slots=gpu_slots, workers=not no_workers)
+    if notify_url and not notify_url.startswith(("http://", "https://")):
+        raise DraftflowError(f"--notify-url must be an http(s) URL, got {notify_url!r}")
+    done = serve(
+        _settings(),
+        port=port,
+        gpu_slots=gpu_slots,
+        workers=not no_workers,
+        notify_url=notify_url,
+        overdue_hours=overdue_hours,
+    )
     out = console.out
     out.print(f"Prefect UI: {done['ui']}  (API {done['api']})", markup=False, highlight=False)
     out.print("deployments: " + ", ".join(done["deployments"]), markup=False, highlight=False)
     out.print(f"logs and pids: {done['state']}; `draftflow stop` ends them", markup=False, highlight=False)
     out.print(
         "trigger a night now: PREFECT_API_URL=" + done["api"] + " .venv/bin/prefect deployment run "
-        'draftflow-nightly/nightly --param params=\'{"training": {"max_minutes": 1}}\'',
+        'draftflow-nightly/nightly --param overrides=\'{"training": {"max_minutes": 1}}\'',
+        markup=False,
+        highlight=False,
+    )
+    out.print(
+        "notifications: " + (done["notifications"] or "none (pass --notify-url to be told of failed or late nights)"),
         markup=False,
         highlight=False,
     )

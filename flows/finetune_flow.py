@@ -7,13 +7,15 @@ in-process on one box.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.prefect_env import run_name
-from flows.prefect_tasks import fine_tune
+from flows.prefect_tasks import fine_tune, training_timeout
+from flows.run_guards import die_with_worker, user_errors_not_retried, with_overrides, writer_slot
 from storage.db import open_database
 from storage.params import Params
 from storage.refs import ModelRef
@@ -38,19 +40,28 @@ class FinetuneParams(Params):
     name="draftflow-finetune",
     description="Fine-tune on the latest tokenized corpus and register a version.",
     flow_run_name=run_name("finetune"),
+    retries=1,  # a retry resumes from the run's checkpoint and registers at most one version per run id
+    retry_delay_seconds=120,
 )
-def finetune_flow(params: FinetuneParams | None = None) -> ModelRef:
-    params = params or FinetuneParams()
-    settings = Settings.from_env(params.home)
-    db = open_database(settings.database_url)
-    run_id = flow_run.get_id() or uuid.uuid4().hex  # a retried flow run keeps its id: training resumes
-    start_run(db, run_id, "finetune", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
-    try:
-        model = fine_tune(
-            latest_tokens(settings), resolve_base_model(params.base_model, db), params.training, settings, run_id
-        )
-    except BaseException as exc:
-        finish_run(db, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+def finetune_flow(params: FinetuneParams | None = None, overrides: dict[str, Any] | None = None) -> ModelRef:
+    with user_errors_not_retried():
+        params = with_overrides(params or FinetuneParams(), overrides)
+        settings = Settings.from_env(params.home)
+        die_with_worker()
+        db = open_database(settings.database_url)
+        run_id = flow_run.get_id() or uuid.uuid4().hex  # a retried flow run keeps its id: training resumes
+        start_run(db, run_id, "finetune", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+        try:
+            with writer_slot():  # started alone from a deployment; under a night, the night holds it
+                model = fine_tune.with_options(timeout_seconds=training_timeout(params.training.max_minutes))(
+                    latest_tokens(settings),
+                    resolve_base_model(params.base_model, db),
+                    params.training,
+                    settings,
+                    run_id,
+                )
+        except BaseException as exc:
+            finish_run(db, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
     finish_run(db, run_id, "completed", summary=model.model_dump())
     return model

@@ -18,11 +18,21 @@ from prefect.runtime import flow_run
 from flows.caching import still_on_disk
 from flows.params import DEFAULT_CORPUS, NightlyParams, RunSummary, ScaleParams
 from flows.prefect_env import run_name
-from flows.prefect_tasks import clean, editor_feedback, fine_tune, generate, ingest, sweep_leases, tokenize
+from flows.prefect_tasks import (
+    clean,
+    editor_feedback,
+    fine_tune,
+    generate,
+    generation_timeout,
+    ingest,
+    sweep_leases,
+    tokenize,
+    training_timeout,
+)
+from flows.run_guards import die_with_worker, home_writer, user_errors_not_retried, with_overrides
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
 from storage.errors import DraftflowError
-from storage.home_lock import home_lock
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
 from storage.settings import Settings
@@ -69,12 +79,6 @@ def _finetune_deployment(deployment: str, params: NightlyParams, settings: Setti
         return ModelRef.model_validate(run.summary)
 
 
-def training_timeout(max_minutes: float) -> float:
-    """Fine-tune's Prefect timeout: twice its budget plus half an hour to load, evaluate and save. A
-    run past it is hung (a stalled GPU, a dead NCCL peer), and the night fails instead of waiting."""
-    return max_minutes * 60 * 2 + 1800
-
-
 def _timed(seconds: dict[str, float], stage: str, call: Callable[[], T]) -> T:
     started = time.perf_counter()
     try:
@@ -87,31 +91,39 @@ def _timed(seconds: dict[str, float], stage: str, call: Callable[[], T]) -> T:
     name="draftflow-nightly",
     description="Fine-tune on the latest corpus and queue fresh drafts for review.",
     flow_run_name=run_name("nightly"),
+    # A retry resumes: the corpus stages hit their cache, fine-tune resumes from the run's checkpoint
+    # (the run id is the flow run's, kept across retries) and registers at most one version per run
+    # id, and generate writes only the missing drafts. The CLI runs it with retries=0.
+    retries=1,
+    retry_delay_seconds=120,
 )
-def nightly(params: NightlyParams | None = None) -> RunSummary:
-    """Walk the whole loop once; the run and its summary are recorded in the `runs` table."""
-    params = params or NightlyParams()
-    settings = Settings.from_env(params.home)
-    db = open_database(settings.database_url)
-    run_id = params.run_id or flow_run.get_id() or uuid.uuid4().hex
-    with home_lock(settings.home, f"nightly run {run_id}"):  # one writer per data home: a second is refused
-        start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
-        seconds: dict[str, float] = {}
-        try:
-            recovered = _timed(seconds, "recover", lambda: recover(db, settings))
-            with shared_cluster(params.scale) as scale:  # one local Dask cluster for the night (none for 1 shard)
-                summary = _run_stages(params, settings, db, run_id, seconds, scale)
-            summary.recovered = asdict(recovered)
-        except BaseException as exc:
-            finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
-            raise
-        finish_run(
-            db,
-            run_id,
-            "completed",
-            summary=summary.model_dump(mode="json"),
-            corpus_fingerprint=summary.corpus_fingerprint,
-        )
+def nightly(params: NightlyParams | None = None, overrides: dict[str, Any] | None = None) -> RunSummary:
+    """Walk the whole loop once; the run and its summary are recorded in the `runs` table. `overrides`
+    is merged key by key into `params` (a deployment's defaults keep what the operator leaves out)."""
+    with user_errors_not_retried():
+        params = with_overrides(params or NightlyParams(), overrides)
+        settings = Settings.from_env(params.home)
+        die_with_worker()
+        db = open_database(settings.database_url)
+        run_id = params.run_id or flow_run.get_id() or uuid.uuid4().hex
+        with home_writer(settings, f"nightly run {run_id}"):  # one writer per data home: a second waits or is refused
+            start_run(db, run_id, "nightly", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+            seconds: dict[str, float] = {}
+            try:
+                recovered = _timed(seconds, "recover", lambda: recover(db, settings))
+                with shared_cluster(params.scale) as scale:  # one local Dask cluster for the night (none for 1 shard)
+                    summary = _run_stages(params, settings, db, run_id, seconds, scale)
+                summary.recovered = asdict(recovered)
+            except BaseException as exc:
+                finish_run(db, run_id, "failed", summary={"seconds": seconds}, error=f"{type(exc).__name__}: {exc}")
+                raise
+            finish_run(
+                db,
+                run_id,
+                "completed",
+                summary=summary.model_dump(mode="json"),
+                corpus_fingerprint=summary.corpus_fingerprint,
+            )
     create_markdown_artifact(
         render_markdown(summary), key="nightly-summary", description="What this nightly run did, stage by stage"
     )
@@ -174,7 +186,7 @@ def _run_stages(
     generated = _timed(
         seconds,
         "generate",
-        lambda: generate(
+        lambda: generate.with_options(timeout_seconds=generation_timeout(params.generation.max_minutes))(
             model,
             params.prompts_file,
             params.generation,

@@ -43,6 +43,21 @@ def retry_unless_user_error(_task: Any, _task_run: Any, state: Any) -> bool:
     return not isinstance(getattr(state, "data", None), DraftflowError)
 
 
+# -- Prefect timeouts derived from the stages' budgets ------------------------------------------------------
+
+
+def training_timeout(max_minutes: float) -> float:
+    """Fine-tune's Prefect timeout: twice its budget plus half an hour to load, evaluate and save. A
+    run past it is hung (a stalled GPU, a dead NCCL peer), and the night fails instead of waiting."""
+    return max_minutes * 60 * 2 + 1800
+
+
+def generation_timeout(max_minutes: float) -> float:
+    """Generate's Prefect timeout: the budget stops it gracefully between batches; past twice the
+    budget plus 10 minutes (to load the model) a batch is hung, and the task fails."""
+    return max_minutes * 60 * 2 + 600
+
+
 # -- corpus stages: cached on the fingerprints of what decides their output ---------------------------------
 
 

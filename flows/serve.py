@@ -1,14 +1,19 @@
 """`draftflow serve` / `draftflow stop`: a production-like Prefect setup on one box.
 
 serve: start a Prefect server on 127.0.0.1 (unless PREFECT_API_URL already points at one), create
-the `default` and `gpu` process work pools and the `gpu` tag concurrency limit, register the
-deployments of deployments/prefect.yaml (schedules included), and start one worker per pool.
+the `default` and `gpu` process work pools, the `gpu` tag concurrency limit and the
+`draftflow-writer` global concurrency limit (one deployment run writes to the data home at a
+time), free slots a dead holder leaked, register the deployments of deployments/prefect.yaml
+(schedules included), create the failed/late/overdue-night automations when a webhook is given, and
+start one worker per pool. The server keeps its concurrency leases on disk, so a restart does not
+forget who holds a slot (a forgotten lease would keep its slot taken for ever).
 Each process runs in its own session (it outlives this command) with its pid and log under
 `$DRAFTFLOW_HOME/serve/`; stop ends exactly those processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,7 +33,14 @@ POOLS = {"default": None, "gpu": 1}  # pool -> concurrency limit (the GPU pool r
 STARTUP_SECONDS = 180  # a cold Prefect server takes ~20-40 s on 2 cores
 
 
-def serve(settings: Settings, port: int = 4200, gpu_slots: int = 1, workers: bool = True) -> dict[str, Any]:
+def serve(
+    settings: Settings,
+    port: int = 4200,
+    gpu_slots: int = 1,
+    workers: bool = True,
+    notify_url: str | None = None,
+    overdue_hours: float = 6.0,
+) -> dict[str, Any]:
     state = settings.home / "serve"
     state.mkdir(parents=True, exist_ok=True)
     env = _env(settings, state)
@@ -48,6 +60,9 @@ def serve(settings: Settings, port: int = 4200, gpu_slots: int = 1, workers: boo
     env["PREFECT_API_URL"] = api
     _run([sys.executable, "-c", f"from flows.serve import _setup_api; _setup_api({gpu_slots})"], env, "set-up")
     _run([_prefect(), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)], env, "deploy")
+    if notify_url:  # the automations name the nightly deployment: after deploy
+        alerts = f"from flows.notifications import create_nightly_alerts as c; c({notify_url!r}, {overdue_hours!r})"
+        _run([sys.executable, "-c", alerts], env, "notifications")
     if workers:
         for pool in POOLS:
             if not _running(state, f"worker-{pool}"):
@@ -56,6 +71,7 @@ def serve(settings: Settings, port: int = 4200, gpu_slots: int = 1, workers: boo
                 )
     (state / "api.json").write_text(json.dumps({"api": api}))
     return {
+        "notifications": "failed, crashed, timed-out, late and overdue nights" if notify_url else None,
         "api": api,
         "ui": api.removesuffix("/api"),
         "state": str(state),
@@ -93,10 +109,12 @@ def stop(settings: Settings) -> list[str]:
 def _setup_api(gpu_slots: int) -> None:
     """Work pools and the gpu tag limit on the API in PREFECT_API_URL (idempotent)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectAlreadyExists
 
+    from flows.run_guards import WRITER_LIMIT
     from flows.setup import setup_prefect
+    from flows.slot_leaks import free_leaked_slots
 
     with get_client(sync_client=True) as client:
         for pool, limit in POOLS.items():
@@ -105,6 +123,9 @@ def _setup_api(gpu_slots: int) -> None:
             except ObjectAlreadyExists:
                 client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=limit))
     setup_prefect(gpu_slots)
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=WRITER_LIMIT, limit=1))
+    free_leaked_slots()  # a restarted server may count slots whose holders are gone
 
 
 def _env(settings: Settings, state: Path) -> dict[str, str]:
@@ -114,6 +135,9 @@ def _env(settings: Settings, state: Path) -> dict[str, str]:
     env = {**os.environ, "DRAFTFLOW_HOME": str(settings.home), "DRAFTFLOW_REPO": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.setdefault("PREFECT_HOME", str(state / "prefect"))  # the server's own database lives here
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")
+    # leases on disk (under PREFECT_HOME): a restarted server still knows who holds the gpu slot,
+    # and frees it when its holder stops renewing; in memory they die with the server
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 

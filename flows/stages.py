@@ -20,9 +20,9 @@ from pydantic import Field
 
 from flows.params import DEFAULT_CORPUS
 from flows.prefect_env import run_name
-from flows.prefect_tasks import clean, generate, ingest, queue_for_review, sweep_leases, tokenize
+from flows.prefect_tasks import clean, generate, generation_timeout, ingest, queue_for_review, sweep_leases, tokenize
+from flows.run_guards import die_with_worker, home_writer, user_errors_not_retried, with_overrides
 from storage.db import open_database
-from storage.home_lock import home_lock
 from storage.params import Params
 from storage.refs import ModelRef
 from storage.runs import finish_run, mark_dead_runs, start_run
@@ -65,18 +65,20 @@ class MaintenanceParams(Params):
     description="Ingest, clean and tokenize the corpus (cached on fingerprints).",
     flow_run_name=run_name("prepare"),
 )
-def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
+def prepare_flow(params: PrepareParams | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from flows.nightly import _cached
 
-    params = params or PrepareParams()
-    settings = Settings.from_env(params.home)
-    db = open_database(settings.database_url)
-    cached: list[str] = []
-    with home_lock(settings.home, f"prepare flow run {flow_run.get_id()}"):
-        raw = _cached(cached, "ingest", ingest, params.corpus, settings, params.ingest)
-        cleaned = _cached(cached, "clean", clean, raw, settings, params.clean)
-        base = resolve_base_model(params.base_model, db)
-        tokens = _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
+    with user_errors_not_retried():
+        params = with_overrides(params or PrepareParams(), overrides)
+        settings = Settings.from_env(params.home)
+        die_with_worker()
+        db = open_database(settings.database_url)
+        cached: list[str] = []
+        with home_writer(settings, f"prepare flow run {flow_run.get_id()}"):
+            raw = _cached(cached, "ingest", ingest, params.corpus, settings, params.ingest)
+            cleaned = _cached(cached, "clean", clean, raw, settings, params.clean)
+            base = resolve_base_model(params.base_model, db)
+            tokens = _cached(cached, "tokenize", tokenize, cleaned, base, settings, params.tokenize)
     return {
         "documents": raw.stats.get("seen", raw.rows),
         "kept": cleaned.rows,
@@ -91,23 +93,28 @@ def prepare_flow(params: PrepareParams | None = None) -> dict[str, Any]:
     description="Write drafts with a model version and queue them for review.",
     flow_run_name=run_name("generate"),
 )
-def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
+def generate_flow(params: GenerateFlowParams | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from storage.registry import get_model_version, latest_model_version
 
-    params = params or GenerateFlowParams()
-    settings = Settings.from_env(params.home)
-    db = open_database(settings.database_url)
-    info = get_model_version(db, params.model) if params.model else latest_model_version(db)
-    if info is None:
-        from storage.errors import DraftflowError
+    with user_errors_not_retried():
+        params = with_overrides(params or GenerateFlowParams(), overrides)
+        settings = Settings.from_env(params.home)
+        die_with_worker()
+        db = open_database(settings.database_url)
+        info = get_model_version(db, params.model) if params.model else latest_model_version(db)
+        if info is None:
+            from storage.errors import DraftflowError
 
-        raise DraftflowError("no model version yet: run draftflow-finetune (or the nightly flow) first")
-    run_id = flow_run.get_id() or uuid.uuid4().hex
-    with home_lock(settings.home, f"generate flow run {run_id}"):
-        start_run(db, run_id, "generate", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
-        model = ModelRef(version_id=info.id, name=info.name, path=info.path)
-        generated = generate(model, params.prompts_file, params.generation, settings, run_id)
-        queued = queue_for_review(run_id, settings, None, params.checks)
+            raise DraftflowError("no model version yet: run draftflow-finetune (or the nightly flow) first")
+        run_id = flow_run.get_id() or uuid.uuid4().hex
+        with home_writer(settings, f"generate flow run {run_id}"):
+            start_run(db, run_id, "generate", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())
+            model = ModelRef(version_id=info.id, name=info.name, path=info.path)
+            timeout = generation_timeout(params.generation.max_minutes)
+            generated = generate.with_options(timeout_seconds=timeout)(
+                model, params.prompts_file, params.generation, settings, run_id
+            )
+            queued = queue_for_review(run_id, settings, None, params.checks)
     summary = {
         "model_version": info.name,
         "drafts": generated.drafts_new,
@@ -122,14 +129,20 @@ def generate_flow(params: GenerateFlowParams | None = None) -> dict[str, Any]:
 @flow(
     name="draftflow-review-maintenance",
     description="Return expired leases, export approved drafts for training, publish desk metrics.",
+    flow_run_name=run_name("review-maintenance"),
 )
-def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str, Any]:
+def review_maintenance_flow(
+    params: MaintenanceParams | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from flows.prefect_tasks import editor_feedback
+    from flows.slot_leaks import free_leaked_slots
     from tasks.review.metrics import desk_metrics
 
-    params = params or MaintenanceParams()
+    params = with_overrides(params or MaintenanceParams(), overrides)
     settings = Settings.from_env(params.home)
+    die_with_worker()
     mark_dead_runs(open_database(settings.database_url))  # runs whose process is gone: crashed
+    leaked = free_leaked_slots()  # a slot whose holder is gone (a server restart lost its lease)
     swept = sweep_leases(settings)
     source = editor_feedback(settings)
     metrics = desk_metrics(open_database(settings.database_url))
@@ -142,7 +155,13 @@ def review_maintenance_flow(params: MaintenanceParams | None = None) -> dict[str
         *[f"| drafts {state} | {n} |" for state, n in sorted(metrics["states"].items())],
         f"| approval rate | {'-' if rate is None else f'{rate:.0%}'} |",
         f"| expired leases returned | {swept} |",
+        f"| leaked concurrency slots freed | {sum(leaked.values())} |",
         f"| editor-approved source | {source or 'none yet'} |",
     ]
     create_markdown_artifact("\n".join(lines), key="review-desk", description="The review queue and its metrics")
-    return {"leases_expired": swept, "editor_approved_source": source, "states": metrics["states"]}
+    return {
+        "leases_expired": swept,
+        "editor_approved_source": source,
+        "states": metrics["states"],
+        "leaked_slots_freed": leaked,
+    }

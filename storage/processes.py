@@ -12,18 +12,20 @@ import socket
 from pathlib import Path
 
 
-def _start_ticks(pid: int) -> str | None:
+def start_ticks(pid: int) -> str | None:
+    """The start time of a live process (clock ticks since boot); None when it is gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: count fields after its last ')'
-    return stat[stat.rindex(")") + 2 :].split()[19]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]
 
 
 def this_process() -> str:
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '?'}"
+    return f"{socket.gethostname()}:{pid}:{start_ticks(pid) or '?'}"
 
 
 def is_alive(owner: str | None) -> bool | None:
@@ -33,7 +35,7 @@ def is_alive(owner: str | None) -> bool | None:
     host, pid, start = owner.rsplit(":", 2)
     if host != socket.gethostname() or not pid.isdigit():
         return None
-    ticks = _start_ticks(int(pid))
+    ticks = start_ticks(int(pid))
     return ticks is not None and (start == "?" or ticks == start)
 
 

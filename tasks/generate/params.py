@@ -57,6 +57,13 @@ class GenerationParams(Params):
     batch_size: int | None = Field(
         None, ge=1, le=4096, description="Prompts per batch; empty = 32 on CPU, 128 on a GPU, 1024 with vLLM."
     )
+    max_minutes: float = Field(
+        120,
+        gt=0,
+        le=7 * 24 * 60,
+        description="Generation stops after this many minutes; the drafts written are kept and a run started "
+        "again under its id writes the rest. Prefect times the task out at twice this plus 10 minutes.",
+    )
     seed: int = Field(1234, description="Run seed; each draft's seed derives from it, the prompt and the sample.")
 
     def system_for(self, prompt: PromptRow) -> str | None:

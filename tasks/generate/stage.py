@@ -87,6 +87,7 @@ class GenerateResult(BaseModel):
     prompts_source: str = ""  # where the prompts came from, for the run summary
     clamped: int = 0  # drafts whose new tokens were clamped to the room the prompt left in the context
     truncated: int = 0  # drafts whose prompt lost its head to fit the context
+    left_at_budget: int = 0  # drafts not written because generation reached its max_minutes
 
     @property
     def tokens_per_second(self) -> float:
@@ -148,7 +149,18 @@ def generate_drafts(
     samples: list[dict[str, Any]] = []
     default_batch = 1024 if engine and engine.name == "vllm" else 128 if device.type == "cuda" else 32
     batch_size = params.batch_size or default_batch
+    deadline = time.monotonic() + params.max_minutes * 60
+    left = 0
     for start in range(0, len(jobs), batch_size):
+        if time.monotonic() > deadline:
+            left = len(jobs) - start
+            log.warning(
+                "generation stopped at its budget of %g minutes with %d drafts left: start the run again under its "
+                "id to write them",
+                params.max_minutes,
+                left,
+            )
+            break
         batch = jobs[start : start + batch_size]
         assert engine is not None
         rows, tokens = _generate_batch(engine, tokenizer, batch, params, run_id, model_ref.version_id, chat, end_ids)
@@ -169,6 +181,7 @@ def generate_drafts(
         samples=samples[:8],
         clamped=fits["clamped"],
         truncated=fits["truncated"],
+        left_at_budget=left,
     )
     log.info(
         "generated %d drafts (%d already there) with %s: %d new tokens, %.0f tokens/s",
