@@ -15,7 +15,7 @@ from pydantic import Field
 
 from flows.prefect_env import run_name
 from flows.prefect_tasks import fine_tune, training_timeout
-from flows.run_guards import die_with_worker, user_errors_not_retried, with_overrides, writer_slot
+from flows.run_guards import flow_process, user_errors_not_retried, with_overrides, writer_slot
 from storage.db import open_database
 from storage.params import Params
 from storage.refs import ModelRef
@@ -47,7 +47,7 @@ def finetune_flow(params: FinetuneParams | None = None, overrides: dict[str, Any
     with user_errors_not_retried():
         params = with_overrides(params or FinetuneParams(), overrides)
         settings = Settings.from_env(params.home)
-        die_with_worker()
+        flow_process(settings)
         db = open_database(settings.database_url)
         run_id = flow_run.get_id() or uuid.uuid4().hex  # a retried flow run keeps its id: training resumes
         start_run(db, run_id, "finetune", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())

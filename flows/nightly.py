@@ -29,7 +29,7 @@ from flows.prefect_tasks import (
     tokenize,
     training_timeout,
 )
-from flows.run_guards import die_with_worker, home_writer, user_errors_not_retried, with_overrides
+from flows.run_guards import flow_process, home_writer, user_errors_not_retried, with_overrides
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
 from storage.errors import DraftflowError
@@ -103,7 +103,7 @@ def nightly(params: NightlyParams | None = None, overrides: dict[str, Any] | Non
     with user_errors_not_retried():
         params = with_overrides(params or NightlyParams(), overrides)
         settings = Settings.from_env(params.home)
-        die_with_worker()
+        flow_process(settings)
         db = open_database(settings.database_url)
         run_id = params.run_id or flow_run.get_id() or uuid.uuid4().hex
         with home_writer(settings, f"nightly run {run_id}"):  # one writer per data home: a second waits or is refused

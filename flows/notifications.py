@@ -38,14 +38,17 @@ PAYLOAD = json.dumps(
         "state": "{{ flow_run.state.name }}",
     }
 )
-OVERDUE_PAYLOAD = json.dumps(
-    {
-        "text": "draftflow: a nightly run has been running for more than {hours:g} h: "
-        "{{{{ event.resource['prefect.resource.name'] }}}}",
-        "flow_run": "{{{{ event.resource['prefect.resource.name'] }}}}",
-        "state": "Overdue",
-    }
-)
+
+
+def overdue_payload(hours: float) -> str:
+    night = "{{ event.resource['prefect.resource.name'] }}"  # Jinja, filled in by the server
+    return json.dumps(
+        {
+            "text": f"draftflow: nightly run {night} has been running for more than {hours:g} h",
+            "flow_run": night,
+            "state": "Overdue",
+        }
+    )
 
 
 def create_nightly_alerts(url: str, overdue_hours: float = 6.0) -> list[UUID]:
@@ -96,7 +99,7 @@ def _alerts(deployment_id: UUID, block_id: UUID, overdue_hours: float) -> list[A
             threshold=1,
             within=timedelta(hours=overdue_hours),
         ),
-        actions=[CallWebhook(block_document_id=block_id, payload=OVERDUE_PAYLOAD.format(hours=overdue_hours))],
+        actions=[CallWebhook(block_document_id=block_id, payload=overdue_payload(overdue_hours))],
     )
     return [failed, overdue]
 

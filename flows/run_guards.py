@@ -137,6 +137,14 @@ def _limit_exists(name: str) -> bool:
 _watching = False
 
 
+def flow_process(settings: Settings) -> None:
+    """What a flow-run process needs before its stages: the `draftflow.*` stage loggers at the home's
+    log level (a worker's flow-run process skips the CLI's set-up, and a logger left unset inherits
+    WARNING: no stage line would reach the flow run's logs in the UI), and the worker watch."""
+    logging.getLogger("draftflow").setLevel(settings.log_level)
+    die_with_worker()
+
+
 def die_with_worker() -> int | None:
     """When a `prefect worker` process is among this process's ancestors, watch it and end this flow
     run if it goes; returns the worker's pid (None when not run by a worker)."""

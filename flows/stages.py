@@ -21,7 +21,7 @@ from pydantic import Field
 from flows.params import DEFAULT_CORPUS
 from flows.prefect_env import run_name
 from flows.prefect_tasks import clean, generate, generation_timeout, ingest, queue_for_review, sweep_leases, tokenize
-from flows.run_guards import die_with_worker, home_writer, user_errors_not_retried, with_overrides
+from flows.run_guards import flow_process, home_writer, user_errors_not_retried, with_overrides
 from storage.db import open_database
 from storage.params import Params
 from storage.refs import ModelRef
@@ -71,7 +71,7 @@ def prepare_flow(params: PrepareParams | None = None, overrides: dict[str, Any] 
     with user_errors_not_retried():
         params = with_overrides(params or PrepareParams(), overrides)
         settings = Settings.from_env(params.home)
-        die_with_worker()
+        flow_process(settings)
         db = open_database(settings.database_url)
         cached: list[str] = []
         with home_writer(settings, f"prepare flow run {flow_run.get_id()}"):
@@ -99,7 +99,7 @@ def generate_flow(params: GenerateFlowParams | None = None, overrides: dict[str,
     with user_errors_not_retried():
         params = with_overrides(params or GenerateFlowParams(), overrides)
         settings = Settings.from_env(params.home)
-        die_with_worker()
+        flow_process(settings)
         db = open_database(settings.database_url)
         info = get_model_version(db, params.model) if params.model else latest_model_version(db)
         if info is None:
@@ -140,7 +140,7 @@ def review_maintenance_flow(
 
     params = with_overrides(params or MaintenanceParams(), overrides)
     settings = Settings.from_env(params.home)
-    die_with_worker()
+    flow_process(settings)
     mark_dead_runs(open_database(settings.database_url))  # runs whose process is gone: crashed
     leaked = free_leaked_slots()  # a slot whose holder is gone (a server restart lost its lease)
     swept = sweep_leases(settings)

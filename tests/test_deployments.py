@@ -1,6 +1,8 @@
 """`draftflow serve` for real: a Prefect server, the work pools, the deployments with their
-schedule, and workers; the nightly deployment is triggered through the API three times and its
-drafts land in the database; `draftflow stop` ends every process.
+schedule, the writer limit, the webhook automations, and workers; the nightly deployment is
+triggered through the API three times and its drafts land in the database, its stage logs in the
+flow run's logs; a night with a bad corpus fails once (a user error is not retried) and the webhook
+is told; `draftflow stop` ends every process.
 
 The three nights prove the cache keys through a worker: night 2 reads the draft an editor approved
 after night 1 (a new source: the corpus stages run); the review-maintenance deployment then rewrites
@@ -10,10 +12,14 @@ clean and tokenize, although the base model is a new version every night.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +57,8 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env |= {"DRAFTFLOW_HOME": str(settings.home), "PREFECT_HOME": str(tmp_path / "prefect"), "HF_HUB_OFFLINE": "1"}
     port = _free_port()
-    started = _cli("serve", "--port", str(port), env=env)
+    hook, received = _webhook()
+    started = _cli("serve", "--port", str(port), "--notify-url", hook, env=env)
     try:
         assert started.returncode == 0, started.stderr[-3000:]
         api = f"http://127.0.0.1:{port}/api"
@@ -74,12 +81,17 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
             ):
                 assert client.read_deployment_by_name(name).work_pool_name == "default"
             assert {p.name for p in client.read_work_pools()} >= {"default", "gpu"}
+            assert client.read_global_concurrency_limit_by_name("draftflow-writer").limit == 1
+            alerts = {a.name: a for a in client.read_automations()}
+            assert {"draftflow: nightly failed", "draftflow: nightly overdue"} <= set(alerts)
             db = open_database(settings.database_url)
             first = _night(params, settings)
             with db.session() as s:
                 statuses = {status for (status,) in s.execute(sa.select(Draft.status)).all()}
             assert statuses == {"pending"}
             assert first["cached_stages"] == [] and first["editor_approved_source"] is None
+            stage_loggers = {log.name for log in _flow_run_logs(client, first["run_id"])}
+            assert {"draftflow.finetune", "draftflow.generate"} <= stage_loggers, stage_loggers  # under a worker
 
             draft = editor.claim(db, "ann")
             assert draft is not None
@@ -91,27 +103,70 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
                 "draftflow-review-maintenance/review-maintenance", parameters={}, timeout=300, poll_interval=2
             )
             assert maintenance.state is not None and maintenance.state.is_completed(), _logs(settings)
-            third = _night(params, settings)
+            # overrides merge into the parameters instead of replacing them: corpus and budget stay
+            third = _night(params, settings, overrides={"generation": {"samples_per_prompt": 1}})
             assert third["cached_stages"] == ["ingest", "clean", "tokenize"], (third, _logs(settings))
             assert third["model_version"] == "v0003" and third["base_model"] != second["base_model"]
+            assert third["drafts_generated"] * 2 == first["drafts_generated"]
+
+            bad = params.model_copy(update={"corpus": [str(tmp_path / "no-such-corpus")]})
+            failed = run_deployment(
+                "draftflow-nightly/nightly", parameters={"params": bad.model_dump(mode="json")}, timeout=300
+            )
+            assert failed.state is not None and failed.state.is_failed() and failed.run_count == 1  # not retried
+            deadline = time.monotonic() + 90
+            while not any(m.get("flow_run_id") == str(failed.id) for m in received) and time.monotonic() < deadline:
+                time.sleep(1)
+            told = [m for m in received if m.get("flow_run_id") == str(failed.id)]
+            assert told and told[0]["state"] == "Failed" and "is Failed" in told[0]["text"], received
+            assert all(m.get("flow_run_id") != str(first["run_id"]) for m in received)  # good nights are quiet
+            assert client.read_global_concurrency_limit_by_name("draftflow-writer").active_slots == 0
     finally:
         stopped = _cli("stop", env=env, timeout=120)
     assert stopped.returncode == 0 and "server" in stopped.stdout and "worker-default" in stopped.stdout
     assert not list((settings.home / "serve").glob("*.pid"))
 
 
-def _night(params: NightlyParams, settings: Settings) -> dict[str, Any]:
+def _night(params: NightlyParams, settings: Settings, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trigger the nightly deployment, wait for it, and return the run's summary."""
     from prefect.deployments import run_deployment
 
     run = run_deployment(
-        "draftflow-nightly/nightly", parameters={"params": params.model_dump(mode="json")}, timeout=400, poll_interval=2
+        "draftflow-nightly/nightly",
+        parameters={"params": params.model_dump(mode="json"), **({"overrides": overrides} if overrides else {})},
+        timeout=400,
+        poll_interval=2,
     )
     assert run.state is not None and run.state.is_completed(), (run.state, _logs(settings))
     with open_database(settings.database_url).session() as s:
         summary = s.get(Run, str(run.id))
         assert summary is not None and summary.summary, f"run {run.id} recorded no summary"
         return dict(summary.summary)
+
+
+def _flow_run_logs(client: Any, flow_run_id: str) -> list[Any]:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+
+
+def _webhook() -> tuple[str, list[dict[str, Any]]]:
+    """A local webhook receiver (as a Slack incoming webhook would be): its URL and what it received."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(json.loads(body or b"{}"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/hook", received
 
 
 def _logs(settings: Settings) -> str:
