@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # CUDA wheel. Override on a GPU box, e.g. `make install TORCH_SPEC='torch==2.13.0'` with a CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install system-deps run serve stop test test-fast test-floors lint format clean-data
+.PHONY: install system-deps run serve stop test test-faults test-fast test-floors lint format clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,9 +42,13 @@ serve: $(STAMP)
 stop: $(STAMP)
 	$(BIN)/draftflow stop
 
-## lint, format and type checks + the whole test suite, slow end-to-end tests included (CI runs exactly this)
+## lint, format and type checks + the test suite, slow end-to-end tests included (CI runs this, then test-faults)
 test: system-deps $(STAMP) lint
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" --durations=25 $(PYTEST_ARGS)
+
+## fault injection: kill -9 at every stage boundary, two runs at once, a Prefect server restart (CI runs it too)
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults --durations=15 $(PYTEST_ARGS)
 
 ## the suite without the slow end-to-end tests
 test-fast: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from prefect.artifacts import (
 
 from storage.refs import DatasetRef, ModelRef
 
+log = logging.getLogger("draftflow.progress")
+
 
 class PrefectProgress:
     """A stage's `progress(done, total, message)` as a progress artifact, updated at most every `interval_s`."""
@@ -26,8 +29,18 @@ class PrefectProgress:
         self.key, self.description, self.interval_s = key, description, interval_s
         self._artifact: UUID | None = None
         self._last = 0.0
+        self._failed = False
 
     def __call__(self, done: int, total: int, message: str) -> None:
+        """Best effort: a Prefect API that is down (a server restart) must not end a training."""
+        try:
+            self._update(done, total, message)
+        except Exception as exc:
+            if not self._failed:
+                log.warning("progress artifact %s not updated (the Prefect API did not answer): %s", self.key, exc)
+            self._failed = True
+
+    def _update(self, done: int, total: int, message: str) -> None:
         now = time.monotonic()
         percent = min(100.0, 100.0 * done / total) if total else 100.0
         if self._artifact is None:

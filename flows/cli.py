@@ -162,8 +162,13 @@ def run(
     from flows.prefect_env import hide_user_error_tracebacks
 
     hide_user_error_tracebacks()
-    # a flow retry would repeat a user error after two minutes; here the user runs it again
-    summary = nightly.with_options(retries=0)(params)
+    from flows.server_reaper import watch_this_process
+
+    watch_this_process()  # Prefect's temporary server ends with this run, kill -9 included
+    # the home's lock before Prefect starts: a second run is refused at once, not after a server start
+    with _writing(f"nightly run {params.run_id or '(draftflow run)'}"):
+        # a flow retry would repeat an error after two minutes; here the user runs it again
+        summary = nightly.with_options(retries=0)(params)
     if as_json:
         console.print_json(summary.model_dump(mode="json"))
         return

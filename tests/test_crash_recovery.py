@@ -50,6 +50,7 @@ def test_a_second_writer_is_refused_until_the_holder_dies(
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_generate_killed_mid_run_is_marked_crashed_and_its_drafts_are_queued(
     capsys: pytest.CaptureFixture[str], settings: Settings, corpus_dir: Path, tmp_path: Path
 ) -> None:
@@ -91,6 +92,7 @@ def test_a_generate_killed_mid_run_is_marked_crashed_and_its_drafts_are_queued(
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_tokenize_killed_mid_write_leaves_debris_that_recover_removes(
     capsys: pytest.CaptureFixture[str], settings: Settings
 ) -> None:
