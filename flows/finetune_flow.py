@@ -15,12 +15,11 @@ from pydantic import Field
 
 from flows.prefect_env import run_name
 from flows.prefect_tasks import fine_tune, training_timeout
-from flows.run_guards import flow_process, user_errors_not_retried, with_overrides, writer_slot
+from flows.run_guards import start_flow, user_errors_not_retried, writer_slot
 from storage.db import open_database
 from storage.params import Params
 from storage.refs import ModelRef
 from storage.runs import finish_run, start_run
-from storage.settings import Settings
 from tasks.models import resolve_base_model
 from tasks.tokenize.stage import latest_tokens
 from tasks.train.params import TrainParams
@@ -45,9 +44,7 @@ class FinetuneParams(Params):
 )
 def finetune_flow(params: FinetuneParams | None = None, overrides: dict[str, Any] | None = None) -> ModelRef:
     with user_errors_not_retried():
-        params = with_overrides(params or FinetuneParams(), overrides)
-        settings = Settings.from_env(params.home)
-        flow_process(settings)
+        params, settings = start_flow(params or FinetuneParams(), overrides)
         db = open_database(settings.database_url)
         run_id = flow_run.get_id() or uuid.uuid4().hex  # a retried flow run keeps its id: training resumes
         start_run(db, run_id, "finetune", params.model_dump(mode="json"), prefect_flow_run_id=flow_run.get_id())

@@ -29,7 +29,7 @@ from flows.prefect_tasks import (
     tokenize,
     training_timeout,
 )
-from flows.run_guards import flow_process, home_writer, user_errors_not_retried, with_overrides
+from flows.run_guards import home_writer, start_flow, user_errors_not_retried
 from flows.scaleout import clean_stage, queue_stage, shared_cluster, tokenize_stage
 from storage.db import open_database
 from storage.errors import DraftflowError
@@ -101,9 +101,7 @@ def nightly(params: NightlyParams | None = None, overrides: dict[str, Any] | Non
     """Walk the whole loop once; the run and its summary are recorded in the `runs` table. `overrides`
     is merged key by key into `params` (a deployment's defaults keep what the operator leaves out)."""
     with user_errors_not_retried():
-        params = with_overrides(params or NightlyParams(), overrides)
-        settings = Settings.from_env(params.home)
-        flow_process(settings)
+        params, settings = start_flow(params or NightlyParams(), overrides)
         db = open_database(settings.database_url)
         run_id = params.run_id or flow_run.get_id() or uuid.uuid4().hex
         with home_writer(settings, f"nightly run {run_id}"):  # one writer per data home: a second waits or is refused

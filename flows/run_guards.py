@@ -43,6 +43,15 @@ log = logging.getLogger("draftflow.guards")
 P = TypeVar("P", bound=Params)
 
 
+def start_flow(params: P, overrides: dict[str, Any] | None) -> tuple[P, Settings]:
+    """A deployment flow's first lines: its parameters with the overrides merged, its data home's
+    settings, and the flow-run process set up (stage loggers, the worker watch)."""
+    params = with_overrides(params, overrides)
+    settings = Settings.from_env(getattr(params, "home", None))
+    flow_process(settings)
+    return params, settings
+
+
 def with_overrides(params: P, overrides: dict[str, Any] | None) -> P:
     """`params` with `overrides` merged in key by key (nested sections too); a bad key is one line."""
     if not overrides:
@@ -107,7 +116,9 @@ def writer_slot() -> Iterator[None]:
     from prefect.concurrency.sync import concurrency
 
     log.info("waiting for the %s slot (one deployment run writes to the data home at a time)", WRITER_LIMIT)
-    with concurrency(WRITER_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+    # strict=False: the limit was checked above, and a lease renewal that fails while the server
+    # restarts must not end the run (the slot is freed if its holder dies)
+    with concurrency(WRITER_LIMIT, occupy=1, strict=False):
         log.info("holding the %s slot", WRITER_LIMIT)
         yield
 

@@ -21,12 +21,11 @@ from pydantic import Field
 from flows.params import DEFAULT_CORPUS
 from flows.prefect_env import run_name
 from flows.prefect_tasks import clean, generate, generation_timeout, ingest, queue_for_review, sweep_leases, tokenize
-from flows.run_guards import flow_process, home_writer, user_errors_not_retried, with_overrides
+from flows.run_guards import home_writer, start_flow, user_errors_not_retried
 from storage.db import open_database
 from storage.params import Params
 from storage.refs import ModelRef
 from storage.runs import finish_run, mark_dead_runs, start_run
-from storage.settings import Settings
 from tasks.clean.params import CleanParams
 from tasks.generate.params import GenerationParams
 from tasks.ingest.params import IngestOptions
@@ -69,9 +68,7 @@ def prepare_flow(params: PrepareParams | None = None, overrides: dict[str, Any] 
     from flows.nightly import _cached
 
     with user_errors_not_retried():
-        params = with_overrides(params or PrepareParams(), overrides)
-        settings = Settings.from_env(params.home)
-        flow_process(settings)
+        params, settings = start_flow(params or PrepareParams(), overrides)
         db = open_database(settings.database_url)
         cached: list[str] = []
         with home_writer(settings, f"prepare flow run {flow_run.get_id()}"):
@@ -97,9 +94,7 @@ def generate_flow(params: GenerateFlowParams | None = None, overrides: dict[str,
     from storage.registry import get_model_version, latest_model_version
 
     with user_errors_not_retried():
-        params = with_overrides(params or GenerateFlowParams(), overrides)
-        settings = Settings.from_env(params.home)
-        flow_process(settings)
+        params, settings = start_flow(params or GenerateFlowParams(), overrides)
         db = open_database(settings.database_url)
         info = get_model_version(db, params.model) if params.model else latest_model_version(db)
         if info is None:
@@ -138,9 +133,7 @@ def review_maintenance_flow(
     from flows.slot_leaks import free_leaked_slots
     from tasks.review.metrics import desk_metrics
 
-    params = with_overrides(params or MaintenanceParams(), overrides)
-    settings = Settings.from_env(params.home)
-    flow_process(settings)
+    params, settings = start_flow(params or MaintenanceParams(), overrides)
     mark_dead_runs(open_database(settings.database_url))  # runs whose process is gone: crashed
     leaked = free_leaked_slots()  # a slot whose holder is gone (a server restart lost its lease)
     swept = sweep_leases(settings)

@@ -51,6 +51,7 @@ def _debris(home: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_full_disk_is_one_line_and_leaves_no_debris(small_disk: Path) -> None:
     home = small_disk / "home"
     failed = None
@@ -65,6 +66,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_debris(small_disk: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_read_only_home_is_one_line(small_disk: Path, corpus_dir: Path) -> None:
     home = small_disk / "home"
     assert _draftflow(home, "ingest", str(corpus_dir)).returncode == 0

@@ -220,3 +220,67 @@ def test_a_prefect_server_killed_and_restarted_during_fine_tune_leaves_the_gpu_s
             assert s.get(Run, str(started.id)).status == "completed"  # type: ignore[union-attr]
     finally:
         assert _cli("stop", env=env, timeout=120).returncode == 0
+
+
+def test_a_worker_killed_during_a_night_takes_its_flow_run_down_and_nothing_stays_held(
+    settings: Settings, corpus_dir: Path, prompts_file: Path, tmp_path: Path
+) -> None:
+    """`kill -9` of the real `prefect worker` while its night trains: the flow-run process ends (it
+    does not go on writing, orphaned), Prefect shows the run Crashed, our run is not left `running`,
+    and the home's lock and the writer slot are free for the next night."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.test_deployments import _cli, _free_port, _logs
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"DRAFTFLOW_HOME": str(settings.home), "PREFECT_HOME": str(tmp_path / "prefect"), "HF_HUB_OFFLINE": "1"}
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    assert _cli("serve", "--port", str(port), env=env).returncode == 0
+    try:
+        params = nightly_params(str(corpus_dir), str(prompts_file), str(settings.home)).model_dump(mode="json")
+        params["training"].update(max_steps=1_000_000, max_minutes=3, checkpoint_interval=50)
+        worker = int((settings.home / "serve" / "worker-default.pid").read_text())
+        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            night = run_deployment("draftflow-nightly/nightly", parameters={"params": params}, timeout=0)
+            deadline = time.monotonic() + 240
+            while not _has(settings.home / "checkpoints" / str(night.id), "step-*") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _flow_run_processes(night.id), _logs(settings)
+            os.kill(worker, signal.SIGKILL)  # the worker alone; its flow-run process is left behind
+            deadline = time.monotonic() + 60
+            while _flow_run_processes(night.id) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _flow_run_processes(night.id) == [], "the flow-run process outlived its worker"
+            deadline = time.monotonic() + 60
+            state = client.read_flow_run(night.id).state
+            while not (state and state.is_final()) and time.monotonic() < deadline:
+                time.sleep(1)
+                state = client.read_flow_run(night.id).state
+            assert state is not None and state.is_crashed(), state
+            assert client.read_global_concurrency_limit_by_name("draftflow-writer").active_slots == 0
+        with open_database(settings.database_url).session() as s:
+            assert s.get(Run, str(night.id)).status in {"failed", "crashed"}  # type: ignore[union-attr]
+        from storage.home_lock import home_lock
+
+        with home_lock(settings.home, "the next night"):  # free: nobody holds the home
+            pass
+    finally:
+        assert _cli("stop", env=env, timeout=120).returncode == 0
+
+
+def _flow_run_processes(flow_run_id: object) -> list[int]:
+    """The live processes a worker started for this flow run (their environment names it)."""
+    from storage.processes import start_ticks
+
+    mark = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and mark in Path(f"/proc/{entry}/environ").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return [pid for pid in found if start_ticks(pid) is not None]

@@ -190,6 +190,7 @@ def test_a_lora_night_runs_from_the_cli(
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_lora_run_resumes_to_the_same_losses(
     capsys: pytest.CaptureFixture[str], settings: Settings, corpus_dir: Path, llama: Path, tmp_path: Path
 ) -> None:

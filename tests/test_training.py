@@ -141,6 +141,7 @@ def cli_tokens(capsys: pytest.CaptureFixture[str], settings: Settings, corpus_di
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_step_count(
     settings: Settings, db: Database, cli_tokens: Path
 ) -> None:
