@@ -56,6 +56,7 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env |= {"DRAFTFLOW_HOME": str(settings.home), "PREFECT_HOME": str(tmp_path / "prefect"), "HF_HUB_OFFLINE": "1"}
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "1"  # workers pick up each triggered run within a second
     port = _free_port()
     hook, received = _webhook()
     started = _cli("serve", "--port", str(port), "--notify-url", hook, env=env)
@@ -100,7 +101,7 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
             assert second["editor_approved_source"] and second["files"]["new"] == 1
             assert "ingest" not in second["cached_stages"] and "clean" not in second["cached_stages"]
             maintenance = run_deployment(
-                "draftflow-review-maintenance/review-maintenance", parameters={}, timeout=300, poll_interval=2
+                "draftflow-review-maintenance/review-maintenance", parameters={}, timeout=300, poll_interval=1
             )
             assert maintenance.state is not None and maintenance.state.is_completed(), _logs(settings)
             # overrides merge into the parameters instead of replacing them: corpus and budget stay
@@ -111,7 +112,10 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
 
             bad = params.model_copy(update={"corpus": [str(tmp_path / "no-such-corpus")]})
             failed = run_deployment(
-                "draftflow-nightly/nightly", parameters={"params": bad.model_dump(mode="json")}, timeout=300
+                "draftflow-nightly/nightly",
+                parameters={"params": bad.model_dump(mode="json")},
+                timeout=300,
+                poll_interval=1,
             )
             assert failed.state is not None and failed.state.is_failed() and failed.run_count == 1  # not retried
             deadline = time.monotonic() + 90
@@ -135,7 +139,7 @@ def _night(params: NightlyParams, settings: Settings, overrides: dict[str, Any] 
         "draftflow-nightly/nightly",
         parameters={"params": params.model_dump(mode="json"), **({"overrides": overrides} if overrides else {})},
         timeout=400,
-        poll_interval=2,
+        poll_interval=1,
     )
     assert run.state is not None and run.state.is_completed(), (run.state, _logs(settings))
     with open_database(settings.database_url).session() as s:
