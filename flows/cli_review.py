@@ -371,7 +371,8 @@ def serve(
     from review.server import serve as serve_desk
 
     console.out.print(f"editors' desk on http://{host}:{port} (Ctrl+C stops it)")
-    serve_desk(Settings.from_env().database_url, host=host, port=port, https_only=https_only)
+    settings = Settings.from_env()
+    serve_desk(settings.database_url, host=host, port=port, https_only=https_only, home=settings.home)
 
 
 def _read_text(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
@@ -34,17 +36,21 @@ SECURITY_HEADERS = [
 ]
 
 
-def create_app(database_url: str, secret_key: str | None = None, https_only: bool = False) -> FastAPI:
+def create_app(
+    database_url: str, secret_key: str | None = None, https_only: bool = False, home: Path | None = None
+) -> FastAPI:
     """The desk over the database at `database_url` (migrated to the latest schema on open).
 
     `https_only` marks the session cookie Secure: set it whenever the desk is served over HTTPS
-    (directly or behind a proxy). The secret key is resolved by review.secret.
+    (directly or behind a proxy). The secret key is resolved by review.secret. `home` is the data
+    home whose corpus indexes explain flags and show sources (None: the desk shows scores only).
     """
     app = FastAPI(
         title="draftflow desk", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(csrf_guard)]
     )
     app.state.db = open_database(database_url)
     app.state.secret = resolve_secret(database_url, secret_key)
+    app.state.home = home
     app.add_middleware(
         SessionMiddleware,
         secret_key=app.state.secret,

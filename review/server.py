@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 
 import uvicorn
 
@@ -13,7 +14,13 @@ from storage.db import close_databases
 log = logging.getLogger(__name__)
 
 
-def serve(database_url: str, host: str = "127.0.0.1", port: int = 8765, https_only: bool = False) -> None:
+def serve(
+    database_url: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    https_only: bool = False,
+    home: Path | None = None,
+) -> None:
     """Serve the desk until interrupted.
 
     Listening beyond this machine without `https_only` sends session cookies in clear text: put the
@@ -25,7 +32,7 @@ def serve(database_url: str, host: str = "127.0.0.1", port: int = 8765, https_on
             "so session cookies are never sent in clear text",
             host,
         )
-    app = create_app(database_url, https_only=https_only)
+    app = create_app(database_url, https_only=https_only, home=home)
     # proxy_headers: behind a TLS proxy, the scheme and client address come from X-Forwarded-* (trusted from
     # localhost only, uvicorn's default forwarded_allow_ips)
     try:

@@ -140,6 +140,7 @@ class Draft(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher is claimed first
     approvals: Mapped[int] = mapped_column(Integer, default=0)  # towards required_reviews
     engine: Mapped[str] = mapped_column(String(16), default="torch")  # the generation engine that wrote it
+    claimed_from: Mapped[str | None] = mapped_column(String(16))  # the queue an in-review draft goes back to
 
 
 class DraftRevision(Base):
@@ -207,3 +208,59 @@ class ReviewEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeskSession(Base):
+    """A signed-in desk session; the cookie carries its random id, the table its sha256 (`id`).
+
+    Signing out sets `ended_at`, so a copy of the cookie is worthless afterwards.
+    """
+
+    __tablename__ = "desk_sessions"
+    __table_args__ = (Index("ix_desk_sessions_editor", "editor"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    editor: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class SignInFailure(Base):
+    """One failed sign-in: the rate limit and lockout count these per account and per address."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        Index("ix_sign_in_failures_name_at", "name", "at"),
+        Index("ix_sign_in_failures_address_at", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeskAudit(Base):
+    """Sensitive desk actions (exports, reopened decisions): who, what and when."""
+
+    __tablename__ = "desk_audit"
+    __table_args__ = (Index("ix_desk_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Guideline(Base):
+    """An admin's guidance for reviewing one category ("*": every category), shown on the review screen."""
+
+    __tablename__ = "guidelines"
+
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
