@@ -339,6 +339,58 @@ def config(
         console.out.print(f"{key} = {desk_setting(db, key)}")
 
 
+@review_app.command("guidelines")
+def guidelines(
+    category: Annotated[
+        str | None, typer.Option(help='Set the guidelines of this category ("*": every category).')
+    ] = None,
+    text: Annotated[str | None, typer.Option(help="The new guidelines (an empty text removes them).")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the new guidelines from this file ('-' reads stdin).")] = None,
+    editor: Annotated[
+        str | None, typer.Option("--editor", "-e", help="Who changes them (default: your login name).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the review guidelines shown beside drafts; set (or with an empty text remove) one category's."""
+    from storage.guidelines import heading, list_guidelines, set_guideline
+
+    if (text is not None or file is not None) and category is None:
+        raise DraftflowError('say which category with --category ("*" for every category)')
+    if text is not None and file is not None:
+        raise DraftflowError("give the guidelines with --text or --file, not both")
+    db = _db()
+    if category is not None:
+        if file is not None:
+            text = _read_text(file)
+        if text is None:
+            raise DraftflowError("give the new guidelines with --text or --file ('-' reads stdin)")
+        saved = set_guideline(db, category, text, editor or _login_name())
+        done = "saved" if saved else "removed"
+        if not as_json:
+            console.out.print(f"{done} guidelines for {heading(category.strip())}", markup=False, highlight=False)
+            return
+    rows = list_guidelines(db)
+    if as_json:
+        fields = ("category", "text", "updated_by", "updated_at")
+        console.print_json([{key: getattr(g, key) for key in fields} for g in rows])
+        return
+    if not rows:
+        console.out.print("no review guidelines yet (set one with --category and --text)")
+    for g in rows:
+        line = f"== {heading(g.category)} (by {g.updated_by}, {g.updated_at:%Y-%m-%d %H:%M} UTC)"
+        console.out.print(line, markup=False, highlight=False)
+        console.out.print(g.text + "\n", markup=False, highlight=False)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
 @review_app.command("add-editor")
 def add_editor(
     name: Annotated[str, typer.Argument(help="Sign-in name.")],

@@ -1,4 +1,4 @@
-"""Admin screens: editors (create, role, active, password), rejection reasons, desk settings.
+"""Admin screens: editors (create, role, active, password), rejection reasons, desk settings, review guidelines.
 
 Every page here needs the admin role; an editor gets 403. An admin cannot demote or deactivate
 their own account, so the desk cannot be left without an admin by a slip of the mouse.
@@ -29,7 +29,9 @@ from storage.accounts import (
     set_rejection_reason,
 )
 from storage.db import Database
+from storage.drafts import categories
 from storage.errors import DraftflowError
+from storage.guidelines import ALL_CATEGORIES, MAX_TEXT, heading, list_guidelines, set_guideline
 from storage.params import bounds
 
 router = APIRouter(prefix="/admin")
@@ -164,6 +166,29 @@ def save_settings(
     return _apply(request, "/admin/settings", save, "Desk settings saved.", lambda error: _settings(request, db, error))
 
 
+@router.get("/guidelines")
+def guidelines_page(request: Request, account: AdminOnly, db: Db) -> Response:
+    return _guidelines(request, db)
+
+
+@router.post("/guidelines")
+def save_guidelines(
+    request: Request,
+    account: AdminOnly,
+    db: Db,
+    category: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    category = category.strip()
+    return _apply(
+        request,
+        "/admin/guidelines",
+        lambda: set_guideline(db, category, text, account.name),
+        f"{'Saved' if text.strip() else 'Removed'} guidelines for {heading(category)}.",
+        lambda error: _guidelines(request, db, error, {category: text}),
+    )
+
+
 def _apply(
     request: Request, back: str, change: Callable[[], object], done: str, page: Callable[[str], Response]
 ) -> Response:
@@ -204,6 +229,32 @@ def _settings(request: Request, db: Database, error: str | None = None) -> Respo
         request,
         "admin_settings.html",
         {"active": "admin", "tab": "settings", "settings": values},
+        status_code=400 if error else 200,
+        error=error,
+    )
+
+
+def _guidelines(
+    request: Request, db: Database, error: str | None = None, typed: dict[str, str] | None = None
+) -> Response:
+    """One form per category: "*" first, then every category with drafts or a guideline.
+
+    `typed` keeps the text of a refused save in its form."""
+    saved = {g.category: g for g in list_guidelines(db)}
+    names = [ALL_CATEGORIES, *sorted((set(categories(db)) | set(saved)) - {ALL_CATEGORIES})]
+    forms = [
+        {
+            "category": name,
+            "heading": heading(name),
+            "text": (typed or {}).get(name, saved[name].text if name in saved else ""),
+            "guideline": saved.get(name),
+        }
+        for name in names
+    ]
+    return render(
+        request,
+        "admin_guidelines.html",
+        {"active": "admin", "tab": "guidelines", "forms": forms, "max_text": MAX_TEXT},
         status_code=400 if error else 200,
         error=error,
     )
