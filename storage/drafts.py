@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, tuple_, update
@@ -103,6 +103,7 @@ def transition(
     scores: dict[str, Any] | None = None,
     changes: dict[str, Any] | None = None,
     release_claim: bool = False,
+    holder_only: bool = False,
     decide: Callable[[Session, Draft], Decision] | None = None,
     also: Callable[[Session, Draft], None] | None = None,
 ) -> Draft:
@@ -114,7 +115,8 @@ def transition(
     revision) in the same transaction.
 
     `to_status=None` keeps the status (an edit). A draft another editor holds with a live lease
-    is refused to everyone else. `release_claim` clears the lease (a decision). Raises
+    is refused to everyone else. `holder_only` (the desk) refuses it to anyone but the holder of
+    a live lease: a lease that ran out is lost. `release_claim` clears the lease (a decision). Raises
     NotFoundError for an unknown draft, TransitionError when the draft's status does not allow
     the action, ConflictError when `expected_version` is stale or another editor holds the draft.
     """
@@ -125,6 +127,12 @@ def transition(
             Draft.status.in_(list(allowed_from)),
             or_(Draft.status != DraftStatus.IN_REVIEW.value, Draft.claimed_by == actor, Draft.lease_expires_at <= now),
         ]
+        if holder_only:
+            guard += [
+                Draft.status == DraftStatus.IN_REVIEW.value,
+                Draft.claimed_by == actor,
+                Draft.lease_expires_at > now,
+            ]
         if expected_version is not None:
             guard.append(Draft.version == expected_version)
         values: dict[str, Any] = {"version": Draft.version + 1, "updated_at": now, **(changes or {})}
@@ -138,7 +146,11 @@ def transition(
             values.update(claimed_by=None, lease_expires_at=None)
         # FOR UPDATE (PostgreSQL) pins the row so the event's from_status is the one we changed;
         # SQLite ignores it and is already serialised by BEGIN IMMEDIATE.
-        before = session.execute(select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar()
+        locked = session.execute(
+            select(Draft.status, Draft.claimed_by, Draft.claimed_at).where(Draft.id == draft_id).with_for_update()
+        ).first()
+        before = locked.status if locked is not None else None
+        claimed_at = locked.claimed_at if locked is not None and locked.claimed_by == actor else None
         if decide is not None and before is not None:
             current = session.get(Draft, draft_id, populate_existing=True)
             assert current is not None
@@ -151,7 +163,7 @@ def transition(
         # the row is reloaded below: no in-Python evaluation of the guard against a loaded object
         updated = session.execute(statement.execution_options(synchronize_session=False)).scalar()
         if updated is None:
-            _explain_refusal(session, draft_id, action, allowed_from, expected_version, actor)
+            _explain_refusal(session, draft_id, action, allowed_from, expected_version, actor, holder_only)
         session.add(
             ReviewEvent(
                 draft_id=draft_id,
@@ -160,6 +172,7 @@ def transition(
                 from_status=before,
                 to_status=to_status or before,
                 note=note,
+                claimed_at=claimed_at if release_claim else None,
             )
         )
         draft = reloaded_draft(session, draft_id)
@@ -169,7 +182,13 @@ def transition(
 
 
 def _explain_refusal(
-    session: Session, draft_id: int, action: str, allowed_from: Sequence[str], expected_version: int | None, actor: str
+    session: Session,
+    draft_id: int,
+    action: str,
+    allowed_from: Sequence[str],
+    expected_version: int | None,
+    actor: str,
+    holder_only: bool = False,
 ) -> None:
     draft = session.get(Draft, draft_id)
     if draft is None:
@@ -178,6 +197,15 @@ def _explain_refusal(
         allowed = ", ".join(allowed_from[:-1]) + (" or " if len(allowed_from) > 1 else "") + allowed_from[-1]
         raise TransitionError(
             f"cannot {action} draft {draft_id}: it is {draft.status}; only {allowed} drafts can be {_past(action)}"
+        )
+    if holder_only and (draft.status != DraftStatus.IN_REVIEW.value or draft.claimed_by != actor):
+        holder = f"{draft.claimed_by} is reviewing it" if draft.claimed_by else f"it is {draft.status}"
+        raise ConflictError(f"you do not hold draft {draft_id} ({holder}): take it with “Review this draft”")
+    lease = draft.lease_expires_at
+    if holder_only and lease is not None and (lease if lease.tzinfo else lease.replace(tzinfo=UTC)) <= utcnow():
+        raise ConflictError(
+            f"your lease on draft {draft_id} ran out at {draft.lease_expires_at:%H:%M:%S} UTC: "
+            "take it back with “Review this draft” (your text is kept)"
         )
     if draft.status == DraftStatus.IN_REVIEW.value and draft.claimed_by != actor:
         raise ConflictError(

@@ -140,7 +140,8 @@ class Draft(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher is claimed first
     approvals: Mapped[int] = mapped_column(Integer, default=0)  # towards required_reviews
     engine: Mapped[str] = mapped_column(String(16), default="torch")  # the generation engine that wrote it
-    claimed_from: Mapped[str | None] = mapped_column(String(16))  # the queue an in-review draft goes back to
+    claimed_from: Mapped[str | None] = mapped_column(String(16))  # the queue the last claim took it from
+    claimed_at: Mapped[datetime | None]  # when the current (or last) claim was taken
 
 
 class DraftRevision(Base):
@@ -199,6 +200,7 @@ class DeskSetting(Base):
 
 class ReviewEvent(Base):
     __tablename__ = "review_events"
+    # indexes (draft, at), (actor, at), (action, at): created by the migrations
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
@@ -208,6 +210,7 @@ class ReviewEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]  # a decision: when its editor took the draft (time per draft)
 
 
 class DeskSession(Base):

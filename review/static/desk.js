@@ -1,4 +1,5 @@
-// The desk's only script: keyboard shortcuts, the lease timer and heartbeat, and small form helpers.
+// The desk's only script: unsaved-text guard, keyboard shortcuts, the lease timer, heartbeat and
+// warnings, and small form helpers.
 // Loaded from /static (the Content-Security-Policy allows no inline script).
 (function () {
   "use strict";
@@ -17,21 +18,42 @@
     if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
   }
 
-  // --- keyboard shortcuts (review screen) --------------------------------------------------------
+  // --- unsaved text (review screen) ---------------------------------------------------------------
+  // The review form posts the text box with every decision (the server saves it first), so only
+  // leaving the page some other way can lose typed text: the browser asks before that happens.
   var editor = byId("editor");
-  var editForm = byId("edit-form");
+  var reviewForm = byId("review-form");
+  var submitting = false;
 
+  function dirty() { return !!editor && editor.value !== editor.dataset.stored; }
+
+  if (reviewForm) {
+    reviewForm.addEventListener("submit", function () { submitting = true; });
+  }
+  window.addEventListener("beforeunload", function (event) {
+    if (dirty() && !submitting) {
+      event.preventDefault();
+      event.returnValue = "";  // older browsers need it set to show their "leave the page?" prompt
+    }
+  });
+  window.addEventListener("pageshow", function () { submitting = false; });  // back button: armed again
+
+  function click(id) {
+    var button = byId(id);
+    if (button && !button.disabled) { button.click(); return true; }
+    return false;
+  }
+
+  // --- keyboard shortcuts (review screen) --------------------------------------------------------
   function typing(target) {
     var tag = (target && target.tagName) || "";
     return tag === "TEXTAREA" || tag === "INPUT" || tag === "SELECT" || (target && target.isContentEditable);
   }
 
-  function dirty() { return editor && editor.value !== editor.defaultValue; }
-
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && editForm) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && reviewForm) {
       event.preventDefault();
-      submit(editForm);
+      submit(reviewForm);  // the form's own action: save the edit
       return;
     }
     if (typing(event.target)) {
@@ -41,11 +63,7 @@
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     switch (event.key) {
       case "a":
-        if (!byId("approve-form")) { return; }
-        event.preventDefault();
-        // approving would drop the unsaved text: the editor decides what they meant
-        if (dirty()) { say("You have unsaved changes: save them (Ctrl+Enter) before approving."); return; }
-        submit(byId("approve-form"));
+        if (click("approve")) { event.preventDefault(); }
         break;
       case "r":
         if (!byId("reason")) { return; }
@@ -54,9 +72,10 @@
         say("Choose a reason, then press Enter or click Reject.");
         break;
       case "s":
-        if (!byId("skip-form")) { return; }
-        event.preventDefault();
-        submit(byId("skip-form"));
+        if (click("skip")) { event.preventDefault(); }
+        break;
+      case "u":
+        if (byId("undo-form")) { event.preventDefault(); submit(byId("undo-form")); }
         break;
       case "e":
         if (!editor) { return; }
@@ -72,43 +91,77 @@
     }
   });
 
-  // Enter on the reason select submits the rejection (selects do not submit forms by themselves).
+  // Enter on the reason select rejects (selects do not submit forms by themselves).
   var reason = byId("reason");
   if (reason) {
     reason.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" && reason.value) { event.preventDefault(); submit(byId("reject-form")); }
+      if (event.key === "Enter" && reason.value) { event.preventDefault(); click("reject"); }
+    });
+  }
+  // Enter in the decision note would submit the form's first button (Save): ask which decision instead.
+  var decisionNote = byId("decision-note");
+  if (decisionNote) {
+    decisionNote.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        say("The note goes with your decision: click Approve, or choose a reason and Reject.");
+      }
     });
   }
 
-  // --- lease timer and heartbeat -----------------------------------------------------------------
+  // --- lease timer, heartbeat, warning and loss ---------------------------------------------------
   var lease = byId("lease");
   if (lease) {
     var left = byId("lease-left");
+    var warning = byId("lease-warning");
+    var lostBox = byId("lease-lost");
     var expires = Date.parse(lease.dataset.expires);
     var leaseMs = (parseInt(lease.dataset.minutes, 10) || 15) * 60000;
+    var beatMs = Math.max(10000, Math.floor(leaseMs / 3));  // a third of the lease: two beats can fail
     var lastActivity = Date.now();
+    var lastBeat = 0;
     var lost = false;
 
-    ["keydown", "input", "pointerdown", "scroll"].forEach(function (name) {
-      document.addEventListener(name, function () { lastActivity = Date.now(); }, { passive: true });
-    });
+    var clock = function (ms) {
+      var s = Math.max(0, Math.floor(ms / 1000));
+      return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    };
+
+    var loseLease = function (message) {
+      if (lost) { return; }
+      lost = true;
+      ["approve", "reject", "skip"].forEach(function (id) { if (byId(id)) { byId(id).disabled = true; } });
+      if (warning) { warning.hidden = true; }
+      if (message) { byId("lease-lost-message").textContent = message; }
+      lostBox.hidden = false;
+      byId("take-back").focus();
+    };
 
     var tick = function () {
       var ms = expires - Date.now();
       if (lost || ms <= 0) {
         left.textContent = lost ? "lost" : "expired";
         lease.classList.add("expired");
+        loseLease(null);
         return;
       }
-      var s = Math.floor(ms / 1000);
-      left.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0") + " left";
-      lease.classList.toggle("ending", ms < 120000);
+      left.textContent = clock(ms) + " left";
+      var ending = ms < beatMs;  // a beat should have renewed it by now: the editor is away
+      lease.classList.toggle("ending", ending);
+      if (warning) {
+        warning.hidden = !ending;
+        if (ending) {
+          warning.textContent = "Your lease on this draft ends in " + clock(ms) +
+            ": type, click or scroll to keep it, or it goes back to the queue.";
+        }
+      }
     };
 
-    // Renew every minute, but only for an editor who is still there: a tab left open overnight lets
-    // its lease run out, and the draft goes back to the queue for someone else.
+    // Renew only for an editor who is still there: a tab left open overnight lets its lease run
+    // out, and the draft goes back to the queue for someone else.
     var beat = function () {
       if (lost || Date.now() - lastActivity > leaseMs) { return; }
+      lastBeat = Date.now();
       fetch("/drafts/" + lease.dataset.draft + "/heartbeat", {
         method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin"
       }).then(function (response) {
@@ -116,17 +169,33 @@
           if (response.ok && body.expires_at) {
             expires = Date.parse(body.expires_at);
           } else {
-            lost = true;
-            say(body.error || "The lease on this draft was lost: take the next draft.");
+            loseLease(body.error || "The lease on this draft was lost.");
           }
           tick();
         });
       }).catch(function () { /* offline for a moment: the next beat tries again */ });
     };
 
+    ["keydown", "input", "pointerdown", "scroll"].forEach(function (name) {
+      document.addEventListener(name, function () {
+        lastActivity = Date.now();
+        // back from a pause with the warning showing: renew now rather than at the next beat
+        if (!lost && expires - Date.now() < beatMs && Date.now() - lastBeat > 5000) { beat(); }
+      }, { passive: true, capture: true });
+    });
+
+    var showText = byId("show-text");
+    if (showText) {
+      showText.addEventListener("click", function () {
+        lostBox.hidden = true;
+        say("Your lease is lost: decisions are refused. Copy your text, or take the draft back.");
+        if (editor) { editor.focus(); editor.select(); }
+      });
+    }
+
     tick();
     window.setInterval(tick, 1000);
-    window.setInterval(beat, 60000);
+    window.setInterval(beat, beatMs);
   }
 
   // --- small helpers -----------------------------------------------------------------------------

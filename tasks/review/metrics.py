@@ -36,6 +36,8 @@ def desk_metrics(db: Database, run_id: str | None = None, model_version_id: int 
                 ReviewEvent.to_status,
                 ReviewEvent.note,
                 ReviewEvent.at,
+                ReviewEvent.claimed_at,
+                ReviewEvent.from_status,
             )
             .join(Draft, Draft.id == ReviewEvent.draft_id)
             .where(*scope)
@@ -51,18 +53,29 @@ def desk_metrics(db: Database, run_id: str | None = None, model_version_id: int 
     seconds: dict[str, list[float]] = defaultdict(list)
     reasons: Counter[str] = Counter()
     claimed_at: dict[tuple[int, str], Any] = {}
-    for draft_id, actor, action, to_status, note, at in events:
-        if action == "claim":
+    last_reason: dict[tuple[int, str], str] = {}
+    for draft_id, actor, action, to_status, note, at, taken_at, from_status in events:
+        if action == "claim":  # drafts claimed before decisions recorded when they were taken
             claimed_at[(draft_id, actor)] = at
+        elif action == "undo":  # an undone decision counts for nothing: the editor took it back
+            per_editor[actor]["decisions"] -= 1
+            if from_status == DraftStatus.APPROVED.value:
+                per_editor[actor]["approved"] -= 1
+            elif from_status == DraftStatus.REJECTED.value:
+                per_editor[actor]["rejected"] -= 1
+                reasons[last_reason.pop((draft_id, actor), "unspecified")] -= 1
         elif action in DECISIONS or action == "edit":
             per_editor[actor]["decisions" if action in DECISIONS else "edited"] += 1
             if action == "approve" and to_status == DraftStatus.APPROVED.value:
                 per_editor[actor]["approved"] += 1
             if action == "reject":
                 per_editor[actor]["rejected"] += 1
-                reasons[(note or "").split(":")[0] or "unspecified"] += 1
+                reason = (note or "").split(":")[0] or "unspecified"
+                reasons[reason] += 1
+                last_reason[(draft_id, actor)] = reason
             start = claimed_at.pop((draft_id, actor), None) if action in DECISIONS else None
-            if start is not None:  # time per draft: from the claim to the decision
+            start = taken_at if taken_at is not None else start
+            if start is not None and action in DECISIONS:  # time per draft: from the claim to the decision
                 seconds[actor].append((at - start).total_seconds())
 
     def rate(approved: int, rejected: int) -> float | None:
@@ -107,7 +120,7 @@ def desk_metrics(db: Database, run_id: str | None = None, model_version_id: int 
             for name, c in sorted(per_editor.items())
         ],
         "approval_rate": rate(approved, rejected),
-        "rejection_reasons": dict(reasons.most_common()),
+        "rejection_reasons": {reason: n for reason, n in reasons.most_common() if n > 0},
         "edit_distance": {
             "n": len(distances),
             "mean": statistics.fmean(distances) if distances else None,

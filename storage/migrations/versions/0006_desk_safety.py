@@ -1,7 +1,8 @@
 """The editors' desk keeps its safety state in the database: server-side sessions (sign-out ends a
 session everywhere), failed sign-ins (rate limit and lockout that hold across desk processes), an
 audit log of sensitive actions (exports), guidelines per category, and the queue a claimed draft
-came from (claims and releases no longer write history rows).
+came from and when (claims and releases no longer write history rows; a decision event
+records when its editor took the draft).
 
 Revision ID: 0006
 Revises: 0005
@@ -20,6 +21,17 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("drafts") as batch:
         batch.add_column(sa.Column("claimed_from", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("review_events") as batch:
+        batch.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+    # drafts claimed before this revision: their queue was in the note of their last claim event
+    op.execute(
+        "UPDATE drafts SET claimed_from = 'flagged' WHERE status = 'in_review' AND EXISTS ("
+        "SELECT 1 FROM review_events e WHERE e.draft_id = drafts.id AND e.action = 'claim' "
+        "AND e.note = 'from the flagged queue' AND e.id = (SELECT MAX(e2.id) FROM review_events e2 "
+        "WHERE e2.draft_id = drafts.id AND e2.action = 'claim'))"
+    )
+    op.execute("UPDATE drafts SET claimed_from = 'pending' WHERE status = 'in_review' AND claimed_from IS NULL")
     op.create_table(
         "desk_sessions",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -66,5 +78,8 @@ def downgrade() -> None:
     op.drop_table("sign_in_failures")
     op.drop_index("ix_desk_sessions_editor", "desk_sessions")
     op.drop_table("desk_sessions")
+    with op.batch_alter_table("review_events") as batch:
+        batch.drop_column("claimed_at")
     with op.batch_alter_table("drafts") as batch:
+        batch.drop_column("claimed_at")
         batch.drop_column("claimed_from")
