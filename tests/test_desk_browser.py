@@ -139,8 +139,8 @@ def test_review_loop_in_a_browser(tab: Tab, desk: Desk) -> None:
 
     page.goto(desk.url + f"/drafts/{ids[0]}/history")
     actions = page.locator("span.action").all_inner_texts()
-    assert {"claim", "edit", "revision 2", "approve"} <= set(actions), actions
-    assert actions_of(desk.db, ids[0])[-3:] == ["claim", "edit", "approve"]
+    assert {"edit", "revision 2", "approve"} <= set(actions), actions
+    assert [a for a in actions_of(desk.db, ids[0]) if a != "recheck"] == ["edit", "approve"]
 
 
 def test_markup_in_drafts_stays_text(tab: Tab, desk: Desk) -> None:
@@ -160,8 +160,8 @@ def test_forms_without_csrf_token_are_refused(tab: Tab, desk: Desk) -> None:
     sign_in(page, desk)
     page.goto(desk.url + "/review")
     draft_id = int(page.url.rsplit("/", 1)[1])
-    page.evaluate("document.querySelector('#approve-form input[name=csrf_token]').remove()")
-    page.click("#approve-form button[type=submit]")
+    page.evaluate("document.querySelector('#review-form input[name=csrf_token]').remove()")
+    page.click("#approve")
     page.wait_for_selector("text=Form refused")
     assert page.is_visible("text=security token")
     status = page.evaluate(f"fetch('/drafts/{draft_id}/approve', {{method: 'POST'}}).then(r => r.status)")
@@ -196,14 +196,16 @@ def test_lease_timer_and_heartbeat(tab: Tab, desk: Desk) -> None:
     draft_id = int(page.url.rsplit("/", 1)[1])
     claimed_until = draft_row(desk.db, draft_id).lease_expires_at
     with page.expect_response(lambda r: r.url.endswith(f"/drafts/{draft_id}/heartbeat")) as beat:
-        page.keyboard.press("e")  # the editor is active: the page keeps their lease
-        page.clock.run_for(61_000)
+        page.keyboard.press("e")  # the editor is active: the page keeps their lease (a beat every third of it)
+        page.clock.run_for(5 * 60_000 + 1000)
     assert beat.value.status == 200 and draft_row(desk.db, draft_id).lease_expires_at > claimed_until
 
     release(desk.db, draft_id, EDITOR[0])  # the draft leaves the editor (as when a lapsed lease is swept)
     with page.expect_response(lambda r: r.url.endswith(f"/drafts/{draft_id}/heartbeat")) as beat:
         page.keyboard.press("Escape")
-        page.clock.run_for(61_000)
+        page.clock.run_for(5 * 60_000 + 1000)
     assert beat.value.status == 409
     page.wait_for_selector("#lease-left:text-is('lost')")
-    assert "not claimed" in page.inner_text("#key-message")
+    page.wait_for_selector("#lease-lost[role=alertdialog]", state="visible")  # a blocking box, not a side note
+    assert "not claimed" in page.inner_text("#lease-lost-message")
+    assert page.is_disabled("#approve") and page.is_disabled("#skip")

@@ -14,8 +14,8 @@ from storage.accounts import set_desk_settings
 from storage.db import Database
 from storage.errors import ConflictError, DraftflowError, TransitionError
 from storage.models import Draft, DraftRevision, DraftStatus, ReviewEvent, utcnow
-from storage.queue import claim as claim_with
 from storage.queue import SWEEP_GRACE, heartbeat, release, sweep_expired
+from storage.queue import claim as claim_with
 from tasks.review import actions as editor
 from testkit.queue_seed import seed_drafts
 

@@ -14,6 +14,7 @@ their unsaved text and a 4xx status.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
@@ -30,7 +31,7 @@ from storage.accounts import desk_setting, rejection_reasons
 from storage.db import Database
 from storage.drafts import categories, get_draft
 from storage.errors import ConflictError, DraftflowError, NotFoundError, TransitionError
-from storage.models import Draft, DraftStatus
+from storage.models import Draft, DraftStatus, utcnow
 from storage.queue import QUEUES, claim_by_id, decided_today, heartbeat, lease_state, queue_left, release, sweep_expired
 from tasks.review import actions
 
@@ -262,7 +263,7 @@ def renew_lease(draft_id: DraftId, account: SignedIn, db: Db) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=404)
     except DraftflowError as exc:
         return JSONResponse({"error": str(exc)}, status_code=409)
-    return JSONResponse({"expires_at": as_utc(expires).isoformat()})
+    return JSONResponse({"expires_at": as_utc(expires).isoformat(), "left_ms": _left_ms(expires)})
 
 
 @router.post("/drafts/{draft_id}/comment")
@@ -365,6 +366,9 @@ def _draft_page(
         "mine": state == "held",
         "lease_state": state,
         "lease": as_utc(draft.lease_expires_at),
+        # the script counts down from what is left, not from the server's clock time: the editor's
+        # computer clock may be minutes off
+        "lease_left_ms": _left_ms(draft.lease_expires_at),
         "can_claim": draft.status in QUEUES or state == "lost",
         "flags": flags,
         "checks": check_rows(draft.scores or {}, flags),
@@ -393,6 +397,10 @@ def _guidelines(db: Database, category: str | None) -> list[tuple[str, str]]:
     from storage.guidelines import guideline_for
 
     return guideline_for(db, category)
+
+
+def _left_ms(expires: datetime | None) -> int:
+    return 0 if expires is None else max(0, int((as_utc(expires) - utcnow()).total_seconds() * 1000))
 
 
 def _status(exc: DraftflowError) -> int:

@@ -115,12 +115,18 @@
     var left = byId("lease-left");
     var warning = byId("lease-warning");
     var lostBox = byId("lease-lost");
-    var expires = Date.parse(lease.dataset.expires);
+    var expires = Date.now() + (parseInt(lease.dataset.leftMs, 10) || 0);
     var leaseMs = (parseInt(lease.dataset.minutes, 10) || 15) * 60000;
     var beatMs = Math.max(10000, Math.floor(leaseMs / 3));  // a third of the lease: two beats can fail
     var lastActivity = Date.now();
     var lastBeat = 0;
     var lost = false;
+
+    // While the lost-lease box blocks the page, keyboard focus cannot reach what is behind it either.
+    var behind = document.querySelectorAll(".review-grid, .draft-head, header.topbar, #progress, #undo-form");
+    var setInert = function (on) {
+      behind.forEach(function (element) { element.inert = on; });
+    };
 
     var clock = function (ms) {
       var s = Math.max(0, Math.floor(ms / 1000));
@@ -134,6 +140,8 @@
       if (warning) { warning.hidden = true; }
       if (message) { byId("lease-lost-message").textContent = message; }
       lostBox.hidden = false;
+      lostBox.classList.remove("collapsed");
+      setInert(true);
       byId("take-back").focus();
     };
 
@@ -166,8 +174,8 @@
         method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin"
       }).then(function (response) {
         return response.json().then(function (body) {
-          if (response.ok && body.expires_at) {
-            expires = Date.parse(body.expires_at);
+          if (response.ok && typeof body.left_ms === "number") {
+            expires = Date.now() + body.left_ms;
           } else {
             loseLease(body.error || "The lease on this draft was lost.");
           }
@@ -186,9 +194,11 @@
 
     var showText = byId("show-text");
     if (showText) {
+      // The box steps aside to a bar (Take it back stays in reach) so the editor can copy their text.
       showText.addEventListener("click", function () {
-        lostBox.hidden = true;
-        say("Your lease is lost: decisions are refused. Copy your text, or take the draft back.");
+        lostBox.classList.add("collapsed");
+        lostBox.setAttribute("aria-modal", "false");
+        setInert(false);
         if (editor) { editor.focus(); editor.select(); }
       });
     }
