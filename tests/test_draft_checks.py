@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -112,3 +113,16 @@ def test_length_and_echo_judge_what_the_model_wrote_not_its_prompt() -> None:
     written = f"{prompt} and consumers that share work across threads without explicit locking of their own."
     scores, flags = check_draft(written, None, plain, prompt=prompt)
     assert flags == [] and scores["new_words"] == 13 and scores["echo_share"] < 0.2
+
+
+def test_copied_spans_are_character_offsets_of_the_copied_words(settings: Settings, corpus_dir: Path) -> None:
+    clean = _clean(settings, corpus_dir)
+    index = NgramIndex.build(Path(clean.path))
+    copied = " ".join(_corpus_text(settings).split()[:30])
+    draft = f"{ORIGINAL}\n{copied.upper()} {ORIGINAL}"  # case does not hide a copy
+    spans = index.copied_spans(draft)
+    assert len(spans) == 1
+    start, end = spans[0]
+    assert draft[start:end].lower() == re.sub(r"^\W+|\W+$", "", copied.lower())  # from its first word to its last
+    assert len(words_of(draft[start:end])) == index.originality(draft)["longest_copied_words"]
+    assert index.copied_spans(ORIGINAL) == [] and index.copied_spans("") == []

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tasks.clean.pii import PLACEHOLDERS, scrub_pii
+from tasks.clean.pii import PLACEHOLDERS, pii_spans, scrub_pii
 
 LABELLED = [
     "Write to [[email:jane.doe@example.com]] or to [[email:ops+alerts@mail.example.org]] today.",
@@ -80,3 +80,26 @@ def test_pii_precision_and_recall_on_a_labelled_set() -> None:
 )
 def test_number_like_text_is_not_pii(text: str) -> None:
     assert scrub_pii(f"The value {text} is in the log.") == (f"The value {text} is in the log.", {})
+
+
+def test_pii_spans_are_the_labelled_spans_at_their_offsets() -> None:
+    for sentence in LABELLED:
+        text, labels = _plain_and_labels(sentence)
+        found = pii_spans(text)
+        assert [(kind, text[start:end]) for start, end, kind in found] == labels, text
+        assert found == sorted(found)
+
+
+def test_pii_spans_offsets_survive_earlier_replacements() -> None:
+    # Phones are found after e-mails are replaced and IPs after both: offsets still point into this text.
+    text = "Mail a.very.long.address@example.com, call +44 20 7946 0958, then ping 8.8.8.8; kept: 10.0.0.1."
+    spans = pii_spans(text)
+    assert [(kind, text[start:end]) for start, end, kind in spans] == [
+        ("email", "a.very.long.address@example.com"),
+        ("phone", "+44 20 7946 0958"),
+        ("ip", "8.8.8.8"),
+    ]
+    scrubbed, counts = scrub_pii(text)
+    assert scrubbed == "Mail <EMAIL>, call <PHONE>, then ping <IP_ADDRESS>; kept: 10.0.0.1."
+    assert counts == {"email": 1, "phone": 1, "ip": 1}
+    assert pii_spans("version 4.2.1.0 of 255.255.255.0") == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 
@@ -56,26 +57,59 @@ def phone_spans(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> list[tup
     return kept
 
 
+# Detection runs in the order scrubbing always did: e-mails, then phones in the text with the e-mails
+# replaced, then IPs in the text with both replaced (a placeholder changes what an IP's context or a
+# phone's digit groups look like). Spans found in a replaced text are mapped back to the original, so
+# `pii_spans` and `scrub_pii` cannot disagree.
+_Edits = list[tuple[int, int, int]]  # per placeholder: (start, end) in the replaced text, end in the original
+
+
+def _replace(text: str, spans: Sequence[tuple[int, int]], placeholder: str) -> tuple[str, _Edits]:
+    pieces, edits, last, shift = [], [], 0, 0
+    for start, end in spans:
+        pieces += [text[last:start], placeholder]
+        edits.append((start + shift, start + shift + len(placeholder), end))
+        shift += len(placeholder) - (end - start)
+        last = end
+    return "".join([*pieces, text[last:]]), edits
+
+
+def _to_original(span: tuple[int, int], edits: _Edits) -> tuple[int, int]:
+    """A span of a replaced text that lies outside every placeholder, in the text before replacing."""
+    if not edits:
+        return span
+    starts = [start for start, _, _ in edits]
+
+    def position(char: int) -> int:
+        i = bisect_right(starts, char) - 1
+        return char if i < 0 else char - edits[i][1] + edits[i][2]
+
+    return position(span[0]), position(span[1] - 1) + 1
+
+
+def pii_spans(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of each e-mail, phone and public IP in the text, sorted: what `scrub_pii`
+    replaces, by the same rules; kind is "email", "phone" or "ip"."""
+    emails = [match.span() for match in EMAIL.finditer(text)]
+    no_emails, email_edits = _replace(text, emails, PLACEHOLDERS["email"])
+    phones = phone_spans(no_emails, regions)
+    no_phones, phone_edits = _replace(no_emails, phones, PLACEHOLDERS["phone"])
+    found = [(*span, "email") for span in emails]
+    found += [(*_to_original(span, email_edits), "phone") for span in phones]
+    found += [
+        (*_to_original(_to_original(match.span(), phone_edits), email_edits), "ip")
+        for match in IPV4.finditer(no_phones)
+        if _is_public_ip(no_phones, match)
+    ]
+    return sorted(found)
+
+
 def scrub_pii(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> tuple[str, Counter[str]]:
     """The text with PII replaced, and how many of each kind were replaced."""
     counts: Counter[str] = Counter()
-
-    def email(match: re.Match[str]) -> str:
-        counts["email"] += 1
-        return PLACEHOLDERS["email"]
-
-    text = EMAIL.sub(email, text)
     pieces, last = [], 0
-    for start, end in phone_spans(text, regions):
-        pieces += [text[last:start], PLACEHOLDERS["phone"]]
-        counts["phone"] += 1
+    for start, end, kind in pii_spans(text, regions):
+        pieces += [text[last:start], PLACEHOLDERS[kind]]
+        counts[kind] += 1
         last = end
-    text = "".join([*pieces, text[last:]])
-
-    def ip(match: re.Match[str]) -> str:
-        if not _is_public_ip(match.string, match):
-            return match.group(0)
-        counts["ip"] += 1
-        return PLACEHOLDERS["ip"]
-
-    return IPV4.sub(ip, text), counts
+    return "".join([*pieces, text[last:]]), counts

@@ -57,11 +57,20 @@ class NgramIndex:
         return cls({n: (p[0] if p else np.empty(0, dtype=np.uint64)) for n, p in parts.items()})
 
     @classmethod
+    def load(cls, cache_root: Path, fingerprint: str) -> NgramIndex | None:
+        """The stored index of this corpus version, or None when it was never built (readers never build)."""
+        folder = cache_root / fingerprint
+        if not (folder / "meta.json").is_file():
+            return None
+        return cls({n: np.load(folder / f"n{n}.npy") for n in NGRAM_SIZES})
+
+    @classmethod
     def load_or_build(cls, clean_dir: Path, fingerprint: str, cache_root: Path) -> NgramIndex:
         """The index of this corpus version, built on first use and then read from disk."""
+        stored = cls.load(cache_root, fingerprint)
+        if stored is not None:
+            return stored
         folder = cache_root / fingerprint
-        if (folder / "meta.json").is_file():
-            return cls({n: np.load(folder / f"n{n}.npy") for n in NGRAM_SIZES})
         index = cls.build(clean_dir)
         tmp = cache_root / f".{fingerprint}.tmp"
         tmp.mkdir(parents=True, exist_ok=True)
@@ -79,16 +88,37 @@ class NgramIndex:
     def originality(self, text: str) -> dict[str, float | int]:
         words = words_of(text)
         scores: dict[str, float | int] = {}
-        covered = np.zeros(len(words) + 1, dtype=np.int32)  # +1/-1 marks: covered spans by prefix sum
-        for n in NGRAM_SIZES:
-            hashes = _gram_hashes(words, n)
-            found = _contains(self.arrays[n], hashes)
+        for n, found in self._found(words).items():
             scores[f"copied_{n}gram_share"] = round(float(found.mean()), 4) if found.size else 0.0
+        scores["longest_copied_words"] = _longest_run(self._covered(words))
+        return scores
+
+    def copied_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets in `text` of each maximal run of words that an n-gram found in
+        the corpus covers (the runs `longest_copied_words` measures), sorted and never overlapping."""
+        lowered = text.lower()
+        # Lowering keeps offsets unless a character changes length ("İ" becomes two): then words are found
+        # in the original and lowered one by one, which can split such a word differently from words_of.
+        matches = list(_WORD.finditer(lowered if len(lowered) == len(text) else text))
+        covered = self._covered([m.group(0).lower() for m in matches])
+        edges = np.diff(np.concatenate([[0], covered.astype(np.int8), [0]]))
+        return [
+            (matches[first].start(), matches[last - 1].end())
+            for first, last in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
+        ]
+
+    def _found(self, words: list[str]) -> dict[int, np.ndarray]:
+        """Per n: whether each of the words' n-grams is in the corpus."""
+        return {n: _contains(self.arrays[n], _gram_hashes(words, n)) for n in NGRAM_SIZES}
+
+    def _covered(self, words: list[str]) -> np.ndarray:
+        """Per word: whether some n-gram found in the corpus covers it."""
+        covered = np.zeros(len(words) + 1, dtype=np.int32)  # +1/-1 marks: covered spans by prefix sum
+        for n, found in self._found(words).items():
             starts = np.flatnonzero(found)
             np.add.at(covered, starts, 1)
             np.add.at(covered, starts + n, -1)
-        scores["longest_copied_words"] = _longest_run(np.cumsum(covered)[: len(words)] > 0)
-        return scores
+        return np.cumsum(covered)[: len(words)] > 0
 
 
 def _contains(sorted_hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from storage.refs import DatasetRef
 from storage.settings import Settings
 from tasks.review.checks import NgramIndex, check_draft
 from tasks.review.params import CheckParams
+from tasks.review.sources import SourcesIndex, is_built, ngram_cache_root, sources_cache_root
 
 log = logging.getLogger("draftflow.review")
 SYSTEM_ACTOR = "draftflow"
@@ -89,14 +91,29 @@ def queue_draft(db: Database, draft_id: int, index: NgramIndex | None, params: C
 
 
 def corpus_index(settings: Settings, clean: DatasetRef | None) -> NgramIndex | None:
-    """The originality index of the corpus the model was trained on (None before any clean run)."""
+    """The originality index of the corpus the model was trained on (None before any clean run).
+
+    The same corpus version's sources index (the desk's fact-checking passages) is built here too, so
+    each corpus version gets both once, before its drafts reach the desk; later calls (each shard of
+    the sharded checks) only see that it is there.
+    """
     if clean is None:
         manifest = read_manifest(settings.clean_dir)
         if manifest is None:
             log.warning("no clean corpus: drafts are queued without the originality check")
             return None
         clean = DatasetRef(path=str(settings.clean_dir), fingerprint=manifest["fingerprint"], rows=manifest["rows"])
-    return NgramIndex.load_or_build(Path(clean.path), clean.fingerprint, settings.home / "corpus" / "ngram-index")
+    index = NgramIndex.load_or_build(Path(clean.path), clean.fingerprint, ngram_cache_root(settings))
+    if not is_built(sources_cache_root(settings), clean.fingerprint):
+        started = time.perf_counter()
+        sources = SourcesIndex.load_or_build(clean.path, clean.fingerprint, sources_cache_root(settings))
+        log.info(
+            "built the sources index of corpus %s: %d passages in %.1f s",
+            clean.fingerprint[:12],
+            sources.passages.num_rows,
+            time.perf_counter() - started,
+        )
+    return index
 
 
 def return_expired_leases(db: Database) -> int:
