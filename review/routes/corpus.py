@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -36,8 +37,8 @@ def corpus_document_page(
         raise NotFoundError(f"document {doc_id!r} is not in the current clean corpus (it may be an older version)")
     text = str(row.get("text", ""))
     span = span[:MAX_SPAN].strip()
-    at = _find(text, span) if span else -1
-    marks = [Mark(at, at + len(span), "copied", "the span the draft copies")] if at >= 0 else []
+    found = _find(text, span) if span else None
+    marks = [Mark(found[0], found[1], "copied", "the span the draft copies")] if found else []
     return render(
         request,
         "corpus_document.html",
@@ -47,12 +48,17 @@ def corpus_document_page(
             "fingerprint": fingerprint,
             "row": {k: v for k, v in row.items() if k != "text"},
             "segments": segments(text, marks),
-            "span_found": at >= 0,
+            "span_found": found is not None,
             "span": span,
         },
     )
 
 
-def _find(text: str, span: str) -> int:
-    """Where `span` starts in `text`, ignoring case (the n-gram check ignores it too); -1 if absent."""
-    return text.lower().find(span.lower())
+def _find(text: str, span: str) -> tuple[int, int] | None:
+    """Where the words of `span` are in `text`, ignoring case, punctuation and line breaks between
+    them (the n-gram check compares words the same way); None if absent."""
+    words = re.findall(r"\w+", span)
+    if not words:
+        return None
+    match = re.search(r"\W+".join(map(re.escape, words)), text, flags=re.IGNORECASE)
+    return (match.start(), match.end()) if match else None

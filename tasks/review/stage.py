@@ -84,7 +84,8 @@ def queue_draft(db: Database, draft_id: int, index: NgramIndex | None, params: C
         allowed_from=[DraftStatus.GENERATED.value],
         to_status=target.value,
         note=", ".join(flags) or None,
-        scores={**draft.scores, **scores, "flags": flags},
+        # the thresholds go with the scores: the desk shows them and judges an edit by the same ones
+        scores={**draft.scores, **scores, "flags": flags, "thresholds": params.model_dump(mode="json")},
         changes={"flags": ",".join(flags)[:200]},
     )
     return flags
