@@ -287,9 +287,15 @@ def export(
     ] = False,
 ) -> None:
     """Export drafts with their provenance, or preference pairs, as Parquet or JSONL."""
+    from storage.audit import record
     from tasks.review.export import export_drafts
 
-    rows = export_drafts(_db(), out, fmt=fmt, status=status, kind="preferences" if preferences else "drafts")
+    db = _db()
+    kind = "preferences" if preferences else "drafts"
+    rows = export_drafts(db, out, fmt=fmt, status=status, kind=kind)
+    # an operator's export on the server is audited like the desk's (the desk's export page lists both)
+    detail = {"kind": kind, "status": None if preferences else status, "format": fmt, "rows": rows, "out": str(out)}
+    record(db, f"cli:{_login_name()}", "export", detail)
     console.out.print(f"wrote {rows} {'preference pairs' if preferences else f'{status} drafts'} to {out}")
 
 

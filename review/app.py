@@ -1,4 +1,10 @@
-"""The desk's FastAPI app: sessions, security headers, the CSRF check, error pages and the routes."""
+"""The desk's FastAPI app: sessions, security headers, the body size limit, the CSRF check, error
+pages and the routes.
+
+Every answer carries SECURITY_HEADERS, errors included: user input gets a 4xx page, and even an
+unexpected exception gets a plain 500 page with the headers (Starlette's ServerErrorMiddleware
+sends that one outside every other middleware, so the handler adds them itself).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from review.pages import STATIC_DIR, bounce, render
 from review.routes import admin, auth, drafts, queue, reports
 from review.secret import resolve_secret
 from review.security import CsrfRefused, Forbidden, SignInRequired, cross_site, csrf_guard, login_url, safe_next
+from storage import desk_sessions
 from storage.db import open_database
 from storage.errors import ConflictError, DraftflowError, NotFoundError, TransitionError
 
 SESSION_COOKIE = "draftflow_desk"
-SESSION_HOURS = 12  # one working day: a forgotten browser does not stay signed in for weeks
+# one working day: a forgotten browser does not stay signed in for weeks (the server side ends idle sessions too)
+SESSION_HOURS = int(desk_sessions.IDLE_LIMIT.total_seconds() // 3600)
+# The largest legitimate post is an edit of a draft at its 200,000-character limit: about 220 KB
+# form-encoded for prose. 512 KiB leaves room for accented text and refuses a megabyte note or a
+# flood of fields before anything parses them.
+MAX_BODY_BYTES = 512 * 1024
 
 # Scripts and styles only from the desk itself: even if some text escaped the templates, an
 # injected inline <script> would not run.
@@ -51,6 +63,7 @@ def create_app(
     app.state.db = open_database(database_url)
     app.state.secret = resolve_secret(database_url, secret_key)
     app.state.home = home
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(
         SessionMiddleware,
         secret_key=app.state.secret,
@@ -84,6 +97,60 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answers 413 to a request body over `limit` bytes, declared (Content-Length) or streamed (chunked)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and (len(declared) > 18 or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        received = 0
+        exceeded = started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    exceeded = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def checked_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:  # the app turned the cut-off body into an error of its own (a 400): say what happened
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, checked_send)
+        except Exception:
+            if not exceeded:  # only the cut-off body's consequences are ours to answer
+                raise
+        if exceeded and not started:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = f"Request too large: the desk accepts at most {self.limit // 1024} KiB.".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _add_error_pages(app: FastAPI) -> None:
@@ -122,6 +189,18 @@ def _add_error_pages(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = ", ".join(".".join(str(p) for p in err.get("loc", ())[1:]) or "request" for err in exc.errors())
         return error_page(request, 400, "Bad request", f"Some values of this request are not valid: {fields}.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Runs in ServerErrorMiddleware, outside SecurityHeaders: the headers go on here. The page is
+        # plain (no template, no session): whatever failed may fail again while rendering it.
+        # Starlette re-raises the exception afterwards, so the server still logs its traceback.
+        return HTMLResponse(
+            "<!doctype html><title>Desk error</title><h1>Something went wrong</h1>"
+            "<p>The desk could not answer this request. Try again; if it keeps failing, tell an admin.</p>",
+            status_code=500,
+            headers={name.decode(): value.decode() for name, value in SECURITY_HEADERS} | {"cache-control": "no-store"},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,9 +1,11 @@
 """Who is signed in, what they may open, and the CSRF check on every form.
 
-Sessions are Starlette's signed cookie (review.app). It holds the editor's name, a stamp derived
-from their password hash (a password reset ends their other sessions) and the CSRF token. The
-editor is read from the database on every request, so deactivating an editor or changing their
-role takes effect at their next click, not when their cookie expires.
+The browser holds Starlette's signed cookie (review.app): the editor's name, a random session
+token, a stamp derived from their password hash (a password reset ends their other sessions) and
+the CSRF token. The token names a row of desk_sessions (storage.desk_sessions), which sign-out
+ends: a signed cookie stays valid until it expires, so without the row a copy of it would outlive
+the sign-out. The row and the editor are read from the database on every request (one lookup), so
+signing out, deactivating an editor or changing their role takes effect at the next click.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 
-from storage.accounts import get_editor
+from storage import desk_sessions
 from storage.db import Database
+from storage.models import Editor
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_NEXT = 2000  # characters of a "go back to" path: a longer one is not a desk page, go home instead
 
 
 @dataclass(frozen=True)
@@ -86,20 +90,57 @@ def session_stamp(secret: str, name: str, password_hash: str) -> str:
     return hmac.new(secret.encode(), f"{name}\0{password_hash}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def signed_in(request: Request, db: Annotated[Database, Depends(database)]) -> Account:
+def client_address(request: Request) -> str | None:
+    """The client's address (uvicorn's proxy_headers puts a trusted proxy's X-Forwarded-For here)."""
+    return request.client.host if request.client else None
+
+
+def open_session(request: Request, db: Database, editor: Editor) -> None:
+    """Sign `editor` in: a fresh cookie session (nothing of the anonymous one carries over) and its row."""
+    close_session(request, db)
+    token = desk_sessions.start(db, editor.name, client_address(request))
+    request.session.update(
+        editor=editor.name, sid=token, stamp=session_stamp(request.app.state.secret, editor.name, editor.password_hash)
+    )
+    new_csrf_token(request)
+
+
+def close_session(request: Request, db: Database) -> None:
+    """Sign out: the row is ended, so a copy of the cookie is refused too; the cookie is emptied."""
+    token = request.session.get("sid")
+    desk_sessions.end(db, token if isinstance(token, str) else None)
+    request.session.clear()
+
+
+def current_account(request: Request, db: Database) -> Account | None:
+    """The signed-in editor, or None; a stale session (signed out elsewhere, deactivated, password
+    changed, idle too long) is forgotten."""
     name = request.session.get("editor")
-    editor = get_editor(db, name) if name else None
-    stamp = request.session.get("stamp", "")
+    if not name:
+        return None
+    token = request.session.get("sid")
+    live = desk_sessions.lookup(db, token if isinstance(token, str) else None)
+    stamp = str(request.session.get("stamp", ""))
     if (
-        editor is None
-        or not editor.active
-        or not hmac.compare_digest(stamp, session_stamp(request.app.state.secret, editor.name, editor.password_hash))
+        live is None
+        or live.editor.name != name
+        or not live.editor.active
+        or not hmac.compare_digest(
+            stamp.encode(), session_stamp(request.app.state.secret, name, live.editor.password_hash).encode()
+        )
     ):
-        if name:  # a stale session (deactivated, deleted, password changed): forget it
-            request.session.pop("editor", None)
-            request.session.pop("stamp", None)
+        if live is not None:  # deactivated or password changed: a copy of this cookie must not revive with the account
+            desk_sessions.end(db, token if isinstance(token, str) else None)
+        for key in ("editor", "sid", "stamp"):
+            request.session.pop(key, None)
+        return None
+    return Account(name=live.editor.name, role=live.editor.role)
+
+
+def signed_in(request: Request, db: Annotated[Database, Depends(database)]) -> Account:
+    account = current_account(request, db)
+    if account is None:
         raise SignInRequired(current_path(request) if request.method == "GET" else None)
-    account = Account(name=editor.name, role=editor.role)
     request.state.account = account
     return account
 
@@ -118,7 +159,7 @@ Db = Annotated[Database, Depends(database)]
 
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: only a path on this site (no open redirect to another host)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not target or len(target) > MAX_NEXT or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):

@@ -447,7 +447,7 @@ def test_query_strings_never_reach_sql(client: TestClient, db: Database, seeded:
 # --- metrics and export ---------------------------------------------------------------------------------------
 
 
-def test_metrics_and_export(client: TestClient, db: Database, seeded: Seeded) -> None:
+def test_metrics_and_export(app: FastAPI, client: TestClient, db: Database, seeded: Seeded) -> None:
     sign_in(client, EDITOR)
     t = token(client)
     approved = claim_next(client)
@@ -461,15 +461,20 @@ def test_metrics_and_export(client: TestClient, db: Database, seeded: Seeded) ->
     assert "50.0 %" in metrics.text and "low_quality" in metrics.text and f"<th>{EDITOR[0]}</th>" in metrics.text
     assert client.get("/metrics?night=night-2").status_code == 200
 
-    assert client.get("/export").status_code == 200
-    jsonl = client.post("/export", data={"fmt": "jsonl", "kind": "drafts", "status": "approved", "csrf_token": t})
-    assert jsonl.status_code == 200 and "attachment" in jsonl.headers["content-disposition"]
-    rows = [json.loads(line) for line in jsonl.text.splitlines()]
-    assert [r["draft_id"] for r in rows] == [approved] and rows[0]["text"] == "An edited text."
-    parquet = client.post("/export", data={"fmt": "parquet", "kind": "preferences", "csrf_token": t})
-    assert parquet.status_code == 200 and pq.read_table(BytesIO(parquet.content)).num_rows >= 1
-    bad = client.post("/export", data={"fmt": "csv", "kind": "drafts", "csrf_token": t})
-    assert bad.status_code == 400
+    # exports hold every draft with notes and names: admins only
+    assert client.get("/export").status_code == 403
+    assert client.post("/export", data={"fmt": "jsonl", "kind": "drafts", "csrf_token": t}).status_code == 403
+    with TestClient(app) as boss:
+        sign_in(boss, ADMIN)
+        t = token(boss, "/export")
+        jsonl = boss.post("/export", data={"fmt": "jsonl", "kind": "drafts", "status": "approved", "csrf_token": t})
+        assert jsonl.status_code == 200 and "attachment" in jsonl.headers["content-disposition"]
+        rows = [json.loads(line) for line in jsonl.text.splitlines()]
+        assert [r["draft_id"] for r in rows] == [approved] and rows[0]["text"] == "An edited text."
+        parquet = boss.post("/export", data={"fmt": "parquet", "kind": "preferences", "csrf_token": t})
+        assert parquet.status_code == 200 and pq.read_table(BytesIO(parquet.content)).num_rows >= 1
+        bad = boss.post("/export", data={"fmt": "csv", "kind": "drafts", "csrf_token": t})
+        assert bad.status_code == 400
 
 
 # --- the session secret ---------------------------------------------------------------------------------------

@@ -6,13 +6,15 @@ keyset (created_at, id), carried in the `after` parameter, so page 20,000 costs 
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import datetime
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from review.forms import parse_int
+from review.forms import LARGEST, parse_int
 from review.lookups import model_versions, nights
 from review.pages import render
 from review.security import Db, SignedIn
@@ -29,6 +31,7 @@ DEFAULT_PAGE = 50
 DEFAULT_STATUS = DraftStatus.PENDING.value
 KNOWN_FLAGS = ("copied", "repetitive", "pii", "too_short", "blocklist")
 CLIP = 160  # characters of prompt and draft shown per row
+MAX_CURSOR_TIME = 40  # characters of the cursor's ISO time (32 with microseconds and an offset)
 
 
 def parse_filter(request: Request) -> DraftFilter:
@@ -54,11 +57,17 @@ def encode_cursor(cursor: tuple[str, int]) -> str:
 
 
 def decode_cursor(value: str | None) -> tuple[str, int] | None:
+    """The (created_at, id) of an `after` parameter; anything but a time and a bounded id is a 400."""
     if not value:
         return None
     at, _, last_id = value.rpartition("~")
-    if not at or not last_id.isdigit():
+    # ASCII digits only (str.isdigit takes "²"), and no wider than the id column
+    if not at or len(at) > MAX_CURSOR_TIME or not re.fullmatch(r"[0-9]{1,19}", last_id) or int(last_id) > LARGEST:
         raise DraftflowError("bad page cursor: start again from the first page")
+    try:
+        datetime.fromisoformat(at)
+    except ValueError:
+        raise DraftflowError("bad page cursor: start again from the first page") from None
     return at, int(last_id)
 
 
