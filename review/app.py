@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from review.pages import STATIC_DIR, bounce, render
-from review.routes import admin, auth, drafts, queue, reports
+from review.routes import admin, auth, corpus, drafts, queue, reports
 from review.secret import resolve_secret
 from review.security import CsrfRefused, Forbidden, SignInRequired, cross_site, csrf_guard, login_url, safe_next
 from storage import desk_sessions
@@ -74,7 +74,7 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, drafts, reports, admin):
+    for module in (auth, queue, drafts, reports, admin, corpus):
         app.include_router(module.router)
     _add_error_pages(app)
     return app
