@@ -108,6 +108,34 @@ def approve(
 
 
 @review_app.command()
+def undo(draft_id: DraftId, editor: EditorOpt, as_json: JsonOpt = False) -> None:
+    """Undo your own last decision on a draft (within the desk's undo_minutes); it comes back to you."""
+    from tasks.review.actions import undo as undo_decision
+
+    draft, _ = undo_decision(_db(), draft_id, editor)
+    _done(draft, "is yours to review again", as_json)
+
+
+@review_app.command()
+def reopen(
+    draft_id: DraftId,
+    editor: EditorOpt,
+    note: Annotated[str | None, typer.Option(help="Why (optional).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a decided draft back to the pending queue (an admin's fix after the undo window)."""
+    from storage.accounts import get_editor
+    from tasks.review.actions import reopen as reopen_draft
+
+    account = get_editor(_db(), editor)
+    if account is None or account.role != "admin":
+        raise DraftflowError(
+            f"reopening needs a desk admin: {editor!r} is not one (`review add-editor NAME --role admin`)"
+        )
+    _done(reopen_draft(_db(), draft_id, editor, note), "reopened", as_json)
+
+
+@review_app.command()
 def reject(
     draft_id: DraftId,
     editor: EditorOpt,
@@ -334,12 +362,13 @@ def reasons(
 def config(
     required_reviews: Annotated[int | None, option(DeskSettings, "required_reviews")] = None,
     lease_minutes: Annotated[int | None, option(DeskSettings, "lease_minutes")] = None,
+    undo_minutes: Annotated[int | None, option(DeskSettings, "undo_minutes")] = None,
 ) -> None:
     """Show or change the desk settings."""
     from storage.accounts import desk_setting, set_desk_settings
 
     db = _db()
-    given = {"required_reviews": required_reviews, "lease_minutes": lease_minutes}
+    given = {"required_reviews": required_reviews, "lease_minutes": lease_minutes, "undo_minutes": undo_minutes}
     set_desk_settings(db, {key: value for key, value in given.items() if value is not None})
     for key in given:
         console.out.print(f"{key} = {desk_setting(db, key)}")

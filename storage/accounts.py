@@ -33,6 +33,9 @@ class DeskSettings(Params):
     lease_minutes: int = Field(
         15, ge=1, le=24 * 60, description="How long a claimed draft stays with its editor without a heartbeat."
     )
+    undo_minutes: int = Field(
+        10, ge=0, le=24 * 60, description="How long an editor can undo their own decision (after: an admin reopens)."
+    )
 
 
 DESK_DEFAULTS: dict[str, Any] = DeskSettings().model_dump()

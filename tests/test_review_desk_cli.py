@@ -74,3 +74,22 @@ def test_reasons_config_and_editor_accounts(db: Database, capsys: pytest.Capture
     assert authenticate(db, "chief", "correct horse battery").role == "admin"
     again = run_cli(capsys, "review", "add-editor", "chief", "--password-file", str(secret))
     assert again.code == 1 and again.err.strip() == "error: editor 'chief' exists already"
+
+
+def test_undo_then_an_admin_reopens(db: Database, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ids = seed_drafts(db, 2)
+    secret = tmp_path / "password"
+    secret.write_text("chief-password-1\n")
+    assert run_cli(capsys, "review", "approve", str(ids[0]), "--editor", "ann").code == 0
+    undone = as_json(capsys, "review", "undo", str(ids[0]), "--editor", "ann")
+    assert (undone["status"], undone["claimed_by"]) == ("in_review", "ann")
+    refused = run_cli(capsys, "review", "undo", str(ids[0]), "--editor", "ann")
+    assert refused.code == 1 and "no decision of yours to undo" in refused.err and "Traceback" not in refused.err
+    assert run_cli(capsys, "review", "reject", str(ids[1]), "--editor", "ann", "--reason", "off_topic").code == 0
+    assert run_cli(capsys, "review", "add-editor", "chief", "--role", "admin", "--password-file", str(secret)).code == 0
+    not_admin = run_cli(capsys, "review", "reopen", str(ids[1]), "--editor", "ann")
+    assert not_admin.code == 1 and "needs a desk admin" in not_admin.err
+    reopened = as_json(capsys, "review", "reopen", str(ids[1]), "--editor", "chief", "--note", "misclick")
+    assert reopened["status"] == "pending"
+    history = as_json(capsys, "review", "history", str(ids[1]))
+    assert [h["action"] for h in history] == ["reject", "reopen"]

@@ -29,6 +29,7 @@ from storage.accounts import (
     set_rejection_reason,
 )
 from storage.db import Database
+from storage.desk_sessions import end_all
 from storage.drafts import categories
 from storage.errors import DraftflowError
 from storage.guidelines import ALL_CATEGORIES, MAX_TEXT, heading, list_guidelines, set_guideline
@@ -89,6 +90,8 @@ def change_active(
         if name == account.name and not wanted:
             raise DraftflowError("you cannot deactivate your own account: ask another admin")
         set_editor(db, name, active=wanted)
+        if not wanted:
+            end_all(db, name)  # now, not at their next request
 
     message = f"{name} can sign in again." if wanted else f"{name} is deactivated and signed out."
     return _apply(request, "/admin/editors", change, message, lambda error: _editors(request, db, error))
@@ -98,10 +101,15 @@ def change_active(
 def reset_password(
     request: Request, name: str, account: AdminOnly, db: Db, password: Annotated[str, Form()] = ""
 ) -> Response:
+    def change() -> None:
+        set_password(db, name, password)
+        if name != account.name:  # an admin resetting their own password keeps this session
+            end_all(db, name)
+
     return _apply(
         request,
         "/admin/editors",
-        lambda: set_password(db, name, password),
+        change,
         f"Password of {name} changed; their other sessions are signed out.",
         lambda error: _editors(request, db, error),
     )
@@ -152,11 +160,13 @@ def save_settings(
     db: Db,
     required_reviews: Annotated[str, Form()] = "",
     lease_minutes: Annotated[str, Form()] = "",
+    undo_minutes: Annotated[str, Form()] = "",
 ) -> Response:
     def save() -> None:
         values = {
             "required_reviews": parse_int(required_reviews, "number of reviews"),
             "lease_minutes": parse_int(lease_minutes, "lease length"),
+            "undo_minutes": parse_int(undo_minutes, "undo window"),
         }
         for key, value in values.items():
             if value is None:
