@@ -28,7 +28,7 @@ def _advance(page: Page, ms: int, step: int = 10_000) -> None:
     (the server answers in real time: one jump of minutes would outrun every reply)."""
     for _ in range(ms // step):
         page.clock.run_for(step)
-        page.wait_for_timeout(60)
+        page.wait_for_timeout(150)
     page.clock.run_for(ms % step)
 
 

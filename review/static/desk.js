@@ -169,13 +169,14 @@
     // out, and the draft goes back to the queue for someone else.
     var beat = function () {
       if (lost || Date.now() - lastActivity > leaseMs) { return; }
-      lastBeat = Date.now();
+      var sentAt = lastBeat = Date.now();
       fetch("/drafts/" + lease.dataset.draft + "/heartbeat", {
         method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin"
       }).then(function (response) {
         return response.json().then(function (body) {
           if (response.ok && typeof body.left_ms === "number") {
-            expires = Date.now() + body.left_ms;
+            // counted from the send: a slow answer never shows more time than the server gave
+            expires = sentAt + body.left_ms;
           } else {
             loseLease(body.error || "The lease on this draft was lost.");
           }
