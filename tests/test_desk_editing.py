@@ -105,7 +105,8 @@ def test_an_idle_editor_is_warned_then_the_lost_lease_blocks(tab: Tab, desk: Des
     page.goto(desk.url + "/review")
     draft_id = int(page.url.rsplit("/", 1)[1])
     assert page.is_hidden("#lease-warning")
-    _advance(page, 5 * 60_000 + 10_000)  # idle: the beats stop after 3 minutes, the lease runs down
+    # idle: beats at 1:00 and 2:00, none once idle for 2:30, so the lease ends at 5:00, warned from 4:00
+    _advance(page, 4 * 60_000 + 15_000)
     page.wait_for_selector("#lease-warning", state="visible")
     assert "ends in" in page.inner_text("#lease-warning")
     with page.expect_response(lambda r: r.url.endswith(f"/drafts/{draft_id}/heartbeat")) as beat:
@@ -114,7 +115,7 @@ def test_an_idle_editor_is_warned_then_the_lost_lease_blocks(tab: Tab, desk: Des
     page.clock.run_for(2000)
     assert page.is_hidden("#lease-warning")
 
-    _advance(page, 7 * 60_000)  # idle again, past the lease's end
+    _advance(page, 7 * 60_000)  # idle again: renewed at 5:00 and 6:00 (idle under 2:30), lost at 9:00
     page.wait_for_selector("#lease-lost", state="visible")
     assert page.get_attribute("#lease-lost", "role") == "alertdialog"
     assert page.is_disabled("#approve") and page.is_disabled("#reject")

@@ -167,8 +167,10 @@
 
     // Renew only for an editor who is still there: a tab left open overnight lets its lease run
     // out, and the draft goes back to the queue for someone else.
+    // The cut-off sits half a beat before the lease length, away from any beat's time, so an idle
+    // editor's last renewal is always the same one (the lease then ends a lease after it).
     var beat = function () {
-      if (lost || Date.now() - lastActivity > leaseMs) { return; }
+      if (lost || Date.now() - lastActivity > leaseMs - beatMs / 2) { return; }
       var sentAt = lastBeat = Date.now();
       fetch("/drafts/" + lease.dataset.draft + "/heartbeat", {
         method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin"
