@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -97,14 +98,7 @@ def _claim(
         claimed = session.execute(
             update(Draft)
             .where(Draft.id == pick.scalar_subquery(), Draft.status == queue)
-            .values(
-                status=DraftStatus.IN_REVIEW.value,
-                claimed_by=editor,
-                lease_expires_at=expires,
-                claimed_from=queue,
-                claimed_at=now,
-                updated_at=now,
-            )
+            .values(**_claimed(editor, queue, expires, now))
             .returning(Draft.id)
         ).scalar()
         if claimed is None:
@@ -148,14 +142,7 @@ def claim_by_id(
         session.execute(
             update(Draft)
             .where(Draft.id == draft_id, Draft.status == queue)
-            .values(
-                status=DraftStatus.IN_REVIEW.value,
-                claimed_by=editor,
-                lease_expires_at=expires,
-                claimed_from=queue,
-                claimed_at=now,
-                updated_at=now,
-            )
+            .values(**_claimed(editor, queue, expires, now))
         )
         return session.get(Draft, draft_id, populate_existing=True), given_back  # type: ignore[return-value]
 
@@ -334,3 +321,15 @@ def decided_today(db: Database, editor: str, now: datetime | None = None) -> int
             ).all()
         )
     return counts.get("approve", 0) + counts.get("reject", 0) - counts.get("undo", 0)
+
+
+def _claimed(editor: str, queue: str, expires: datetime, now: datetime) -> dict[str, Any]:
+    """The columns a claim sets: who holds the draft, until when, and the queue it goes back to."""
+    return {
+        "status": DraftStatus.IN_REVIEW.value,
+        "claimed_by": editor,
+        "lease_expires_at": expires,
+        "claimed_from": queue,
+        "claimed_at": now,
+        "updated_at": now,
+    }

@@ -51,9 +51,7 @@ def begin_attempt(db: Database, name: str, address: str | None) -> Lock | None:
     name, address = _key(name, address)
     now = utcnow()
     with db.transaction() as session:
-        lock = _lock(session, SignInFailure.name, name, NAME_LIMIT, now, "name") or _lock(
-            session, SignInFailure.address, address, ADDRESS_LIMIT, now, "address"
-        )
+        lock = _either_lock(session, name, address, now)
         if lock is not None:
             return lock
         # What can no longer count towards a lock goes: the table stays as small as the attacks on it.
@@ -69,9 +67,7 @@ def failed(db: Database, name: str, address: str | None) -> Lock | None:
     name, address = _key(name, address)
     now = utcnow()
     with db.session() as session:
-        lock = _lock(session, SignInFailure.name, name, NAME_LIMIT, now, "name") or _lock(
-            session, SignInFailure.address, address, ADDRESS_LIMIT, now, "address"
-        )
+        lock = _either_lock(session, name, address, now)
     if lock is not None:
         log.warning(
             "sign-in locked by %s for %d minutes after repeated failures: name %r, address %s",
@@ -89,6 +85,13 @@ def succeeded(db: Database, name: str) -> None:
     with db.transaction() as session:
         session.execute(delete(SignInFailure).where(SignInFailure.name == name))
         session.execute(delete(SignInFailure).where(SignInFailure.at < utcnow() - WINDOW - LOCKOUT))
+
+
+def _either_lock(session: Session, name: str, address: str, now: datetime) -> Lock | None:
+    """The name's lock, else the address's, else None."""
+    return _lock(session, SignInFailure.name, name, NAME_LIMIT, now, "name") or _lock(
+        session, SignInFailure.address, address, ADDRESS_LIMIT, now, "address"
+    )
 
 
 def _lock(

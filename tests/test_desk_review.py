@@ -5,7 +5,6 @@ edit, and the screen shows thresholds, personal data, guidelines and progress.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,14 +12,14 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from review.app import create_app
 from storage.accounts import set_desk_settings
 from storage.db import Database
 from storage.guidelines import set_guideline
 from storage.models import Draft, DraftStatus, ReviewEvent, utcnow
 from storage.queue import SWEEP_GRACE, sweep_expired
+from tests import test_desk_http as desk_http
 from tests.desk_seed import ADMIN, EDITOR, OTHER_EDITOR, Seeded, actions_of, draft_row, seed_desk
-from tests.test_desk_http import SECRET, claim_next, sign_in, token_in
+from tests.test_desk_http import claim_next, sign_in, token_in
 
 
 @pytest.fixture
@@ -28,15 +27,8 @@ def seeded(db: Database) -> Seeded:
     return seed_desk(db)
 
 
-@pytest.fixture
-def app(db: Database, seeded: Seeded) -> FastAPI:
-    return create_app(db.url, secret_key=SECRET)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
+app = desk_http.app  # the desk's fixtures, on this module's seeded database
+client = desk_http.client
 
 
 def page_of(client: TestClient, draft_id: int) -> tuple[str, str]:

@@ -22,14 +22,14 @@ from fastapi.testclient import TestClient
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from review.app import SESSION_COOKIE, create_app
+from review.app import SESSION_COOKIE
 from storage import accounts, audit, desk_sessions, sign_in_limits
 from storage.db import Database
 from storage.models import DeskAudit, DeskSession, ReviewEvent, SignInFailure, utcnow
+from tests import test_desk_http as desk_http
 from tests.cli_helpers import run_cli
 from tests.desk_seed import ADMIN, DRAFTS, EDITOR, OTHER_EDITOR, Seeded, seed_desk
 
-SECRET = "test-secret-" + "s" * 40
 CSP = "content-security-policy"
 
 
@@ -44,15 +44,8 @@ def seeded(db: Database, cheap_hashing: None) -> Seeded:
     return seed_desk(db)
 
 
-@pytest.fixture
-def app(db: Database, seeded: Seeded) -> FastAPI:
-    return create_app(db.url, secret_key=SECRET)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
+app = desk_http.app  # the desk's fixtures, on this module's seeded database
+client = desk_http.client
 
 
 def client_from(app: FastAPI, address: tuple[str, int]) -> TestClient:
