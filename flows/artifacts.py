@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -18,6 +18,9 @@ from prefect.artifacts import (
 )
 
 from storage.refs import DatasetRef, ModelRef
+
+if TYPE_CHECKING:
+    from tasks.evaluate.stage import Promotion
 
 log = logging.getLogger("draftflow.progress")
 
@@ -103,3 +106,23 @@ def publish_generate_samples(samples: list[dict[str, Any]], tokens_per_second: f
     create_table_artifact(
         [*samples, throughput], key="generate-samples", description="Sample drafts and generation throughput"
     )
+
+
+def publish_evaluations(promotion: Promotion) -> None:
+    """One table artifact a version (key model-<version>-evaluation): bits per byte overall and by
+    source, the draft metrics, and the promotion decision; the same figures each night, comparable."""
+    for evaluation in promotion.evaluations:
+        rows = [
+            {"metric": "bits_per_byte", "value": evaluation.bits_per_byte},
+            *[
+                {"metric": f"bits_per_byte[{source}]", "value": figures["bits_per_byte"]}
+                for source, figures in sorted(evaluation.by_source.items())
+            ],
+            *[{"metric": k, "value": v} for k, v in evaluation.draft_metrics.items()],
+            {"metric": "promotion", "value": promotion.note},
+        ]
+        create_table_artifact(
+            rows,
+            key=f"model-{evaluation.version.lower()}-evaluation",
+            description=f"Evaluation of model version {evaluation.version} on the fixed evaluation set",
+        )

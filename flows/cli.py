@@ -23,6 +23,7 @@ import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from flows import console  # noqa: E402
+from flows.cli_models import models_app  # noqa: E402
 from flows.cli_options import build, option  # noqa: E402
 from flows.cli_review import review_app  # noqa: E402
 from flows.cli_review import serve as serve_desk  # noqa: E402
@@ -44,6 +45,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(review_app, name="review")
+app.add_typer(models_app, name="models")
 app.command("desk", help="Start the editors' web desk on 127.0.0.1 (same as `draftflow review serve`).")(serve_desk)
 
 CorpusOpt = Annotated[

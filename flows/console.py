@@ -103,7 +103,10 @@ def summary_table(s: RunSummary) -> Table:
         ("Tokens (train + val)", f"{s.tokens:,}  ({s.train_blocks} + {s.val_blocks} blocks)" + _split_note(s)),
         ("Base model", s.base_model),
         ("Model version", f"{s.model_version}  ({s.model_path})"),
+        ("Preference tuning", _preference(s)),
+        ("Evaluation", _evaluation(s)),
         ("Promotion", s.promotion),
+        ("Drafts written by", s.drafts_model_version or s.model_version),
         ("Training steps", str(s.train_steps)),
         ("Train loss", _f(s.train_loss)),
         ("Validation loss", _f(s.val_loss) + (f"  (perplexity {s.perplexity:.1f})" if s.perplexity else "")),
@@ -120,6 +123,28 @@ def summary_table(s: RunSummary) -> Table:
     for key, value in rows:
         table.add_row(key, Text(value))  # data, never markup: a "[/]" in a reason or path stays text
     return table
+
+
+def _preference(s: RunSummary) -> str:
+    p = s.preference
+    if p.get("version"):
+        m = p.get("metrics") or {}
+        accuracy = m.get("rewards/accuracies")
+        return f"{p['version']}: DPO on {p.get('pairs')} pairs" + (
+            f"  (reward accuracy {accuracy:.0%})" if isinstance(accuracy, float) else ""
+        )
+    return p.get("skipped") or "-"
+
+
+def _evaluation(s: RunSummary) -> str:
+    return (
+        "; ".join(
+            f"{v}: {e.get('bits_per_byte') or '-'} bits/byte, repetition {e.get('repetition', '-')}, "
+            f"echo {e.get('echo_rate', '-')}"
+            for v, e in s.evaluation.items()
+        )
+        or "-"
+    )
 
 
 def _f(value: float | None) -> str:

@@ -21,10 +21,12 @@ from flows.prefect_env import run_name
 from flows.prefect_tasks import (
     clean,
     editor_feedback,
+    evaluate,
     fine_tune,
     generate,
     generation_timeout,
     ingest,
+    preference_tune,
     sweep_leases,
     tokenize,
     training_timeout,
@@ -177,20 +179,41 @@ def _run_stages(
             _finetune_deployment(deployment, params, settings, db)
             if deployment
             else fine_tune.with_options(timeout_seconds=training_timeout(params.training.max_minutes))(
-                tokens, base, params.training, settings, run_id, pairs
+                tokens, base, params.training, settings, run_id, pairs, defer_promotion=params.evaluation.enabled
             )
         ),
     )
+    prompts_corpus = cleaned if params.corpus != [DEFAULT_CORPUS] else None  # drafts about the user's corpus
+    candidates, preference = [model], _preference_tuning(params, settings, run_id, model, seconds)
+    if preference.get("model"):
+        candidates.insert(0, preference.pop("model"))  # the preference-tuned version is tried first
+    drafts_model, promotion, evaluation = model, model.promotion, {}
+    if params.evaluation.enabled:
+        promoted = _timed(
+            seconds,
+            "evaluate",
+            lambda: evaluate(
+                candidates,
+                cleaned,
+                params.prompts_file,
+                prompts_corpus,
+                params.evaluation,
+                settings,
+                params.tokenize.val_fraction,
+            ),
+        )
+        drafts_model, promotion = promoted.promoted or _latest_ref(db, model), promoted.note
+        evaluation = {e.version: _evaluation_row(e) for e in promoted.evaluations}
     generated = _timed(
         seconds,
         "generate",
         lambda: generate.with_options(timeout_seconds=generation_timeout(params.generation.max_minutes))(
-            model,
+            drafts_model,
             params.prompts_file,
             params.generation,
             settings,
             run_id,
-            corpus=cleaned if params.corpus != [DEFAULT_CORPUS] else None,  # drafts about the user's corpus
+            corpus=prompts_corpus,
             val_fraction=params.tokenize.val_fraction,
         ),
     )
@@ -228,8 +251,11 @@ def _run_stages(
         model_version=model.name,
         model_path=model.path,
         train_steps=model.steps,
-        model_promoted=model.promoted,
-        promotion=model.promotion,
+        model_promoted=_is_promoted(db, model.version_id),
+        promotion=promotion,
+        drafts_model_version=drafts_model.name,
+        preference=preference,
+        evaluation=evaluation,
         train_loss=model.train_loss,
         val_loss=model.val_loss,
         perplexity=model.perplexity,
@@ -241,6 +267,57 @@ def _run_stages(
         queue=queued.queue,
         seconds=seconds,
     )
+
+
+def _preference_tuning(
+    params: NightlyParams, settings: Settings, run_id: str, sft: ModelRef, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """DPO after the night's fine-tune when it is on and enough new pairs exist: what it did, or why not.
+    The "model" key holds the new version's reference, for the caller to take out."""
+    if not params.preference.enabled:
+        return {"skipped": "preference tuning is off (preference.enabled)"}
+    if params.finetune_deployment:
+        return {"skipped": "preference tuning runs in this flow's process: not with a fine-tune deployment"}
+    outcome = _timed(
+        seconds,
+        "preference_tune",
+        lambda: preference_tune.with_options(timeout_seconds=training_timeout(params.preference.max_minutes))(
+            sft, params.preference, settings, run_id
+        ),
+    )
+    done: dict[str, Any] = {"pairs": outcome.pairs, "metrics": outcome.metrics}
+    if outcome.model is None:
+        return done | {"skipped": outcome.skipped}
+    return done | {"version": outcome.model.name, "model": outcome.model}
+
+
+def _latest_ref(db: Any, fallback: ModelRef) -> ModelRef:
+    """The latest promoted version as a reference (the night's own version when there is none)."""
+    from storage.registry import latest_model_version
+
+    latest = latest_model_version(db)
+    if latest is None or latest.id == fallback.version_id:
+        return fallback
+    return ModelRef(
+        version_id=latest.id,
+        name=latest.name,
+        path=latest.path,
+        train_loss=latest.train_loss,
+        val_loss=latest.val_loss,
+        perplexity=latest.perplexity,
+    )
+
+
+def _is_promoted(db: Any, version_id: int) -> bool:
+    from storage.models import ModelVersion
+
+    with db.session() as session:
+        row = session.get(ModelVersion, version_id)
+        return bool(row and row.promoted)
+
+
+def _evaluation_row(e: Any) -> dict[str, Any]:
+    return {"bits_per_byte": e.bits_per_byte, "by_source": e.by_source, **e.draft_metrics}
 
 
 def _files(stats: dict[str, int], cached: bool) -> dict[str, int]:
@@ -271,7 +348,9 @@ def render_markdown(s: RunSummary) -> str:
         ),
         ("Base model", s.base_model),
         ("Model version", s.model_version),
-        ("Promotion", s.promotion),
+        ("Preference tuning", _cell(s.preference.get("version") or s.preference.get("skipped") or "-")),
+        ("Promotion", _cell(s.promotion)),
+        ("Drafts written by", s.drafts_model_version or s.model_version),
         ("Train steps", s.train_steps),
         ("Train loss", _fmt(s.train_loss)),
         ("Validation loss", _fmt(s.val_loss)),
@@ -288,6 +367,16 @@ def render_markdown(s: RunSummary) -> str:
         "| | |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in rows],
+        "",
+        "## Evaluation on the fixed set",
+        "",
+        "| version | bits per byte | repetition | echo rate | empty rate | distinct-2 |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {v} | {e.get('bits_per_byte')} | {e.get('repetition')} | {e.get('echo_rate')} | "
+            f"{e.get('empty_rate')} | {e.get('distinct_2')} |"
+            for v, e in s.evaluation.items()
+        ],
         "",
         "## Sources and their cleaning profiles",
         "",

@@ -8,11 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage.params import Params
 from tasks.clean.params import CleanParams
+from tasks.evaluate.params import EvalParams
 from tasks.generate.params import GenerationParams
 from tasks.ingest.params import IngestOptions
 from tasks.review.params import CheckParams
 from tasks.tokenize.params import TokenizeParams
 from tasks.train.params import TrainParams
+from tasks.train.preference_params import PreferenceParams
 
 DEFAULT_CORPUS = "python-stdlib-docs"
 
@@ -59,6 +61,8 @@ class NightlyParams(Params):
     clean: CleanParams = Field(default_factory=CleanParams)
     tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
     training: TrainParams = Field(default_factory=TrainParams)
+    preference: PreferenceParams = Field(default_factory=PreferenceParams)
+    evaluation: EvalParams = Field(default_factory=EvalParams)
     generation: GenerationParams = Field(default_factory=GenerationParams)
     checks: CheckParams = Field(default_factory=CheckParams)
     scale: ScaleParams = Field(default_factory=ScaleParams)
@@ -103,6 +107,9 @@ class RunSummary(BaseModel):
     train_steps: int
     model_promoted: bool
     promotion: str
+    drafts_model_version: str = ""  # the version that wrote tonight's drafts: the promoted one
+    preference: dict[str, Any] = Field(default_factory=dict)  # preference tuning: version, pairs, metrics or why not
+    evaluation: dict[str, dict[str, Any]] = Field(default_factory=dict)  # version -> bits per byte, draft metrics
     train_loss: float | None
     val_loss: float | None
     perplexity: float | None

@@ -7,14 +7,21 @@ and run without Prefect.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import PrefectProgress, publish_clean, publish_generate_samples, publish_training_artifacts
+from flows.artifacts import (
+    PrefectProgress,
+    publish_clean,
+    publish_evaluations,
+    publish_generate_samples,
+    publish_training_artifacts,
+)
 from flows.caching import CACHE_FOR, clean_key, ingest_key, tokenize_key
 from storage.db import open_database
+from storage.drafts import PromptRow
 from storage.errors import DraftflowError
 from storage.locations import location
 from storage.refs import BaseModelSpec, ChatPairsRef, DatasetRef, ModelRef, TokenizerRef, TokensRef
@@ -22,6 +29,7 @@ from storage.settings import Settings
 from tasks.clean.params import CleanParams
 from tasks.clean.shards import CleanShardResult, clean_shard, merge_clean_shards
 from tasks.clean.stage import clean_corpus
+from tasks.evaluate.params import EvalParams
 from tasks.generate.params import GenerationParams
 from tasks.generate.stage import GenerateResult
 from tasks.ingest.params import IngestOptions
@@ -36,6 +44,12 @@ from tasks.tokenize.params import TokenizeParams
 from tasks.tokenize.shards import EncodedShard, encode_shard, pack_shards
 from tasks.tokenize.stage import prepare_and_tokenize
 from tasks.train.params import TrainParams
+from tasks.train.preference_params import PreferenceParams
+
+if TYPE_CHECKING:  # torch and TRL: imported when a model stage runs, not with the flow
+    from tasks.train.preference import PreferenceOutcome
+
+    from tasks.evaluate.stage import Promotion
 
 
 def retry_unless_user_error(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -141,6 +155,7 @@ def fine_tune(
     settings: Settings,
     run_id: str | None = None,
     pairs: ChatPairsRef | None = None,
+    defer_promotion: bool = False,
 ) -> ModelRef:
     """Tag `gpu`. No retries: a restart of the same run resumes from its checkpoint instead."""
     from tasks.train.stage import train_model  # torch: imported when a training runs
@@ -155,9 +170,58 @@ def fine_tune(
         run_id=run_id,
         progress=progress,
         pairs=pairs,
+        defer_promotion=defer_promotion,
     )
     publish_training_artifacts(ref)
     return ref
+
+
+@task(name="preference_tune", tags=["gpu"], cache_policy=NO_CACHE)
+def preference_tune(sft: ModelRef, params: PreferenceParams, settings: Settings, run_id: str) -> PreferenceOutcome:
+    """Tag `gpu`. DPO on the editors' (prompt, chosen, rejected) pairs, with the night's version as
+    reference; skipped with one line when the pairs are too few or do not fit the model."""
+    from tasks.train.preference import preference_tune as tune
+    from tasks.train.preference import write_preference_pairs
+
+    db = open_database(settings.database_url)
+    pairs_file = settings.home / "feedback" / "preferences.parquet"
+    write_preference_pairs(db, pairs_file)
+    outcome = tune(sft, pairs_file, params, db, settings, run_id, PrefectProgress("preference-progress", "DPO"))
+    if outcome.model is not None:
+        publish_training_artifacts(outcome.model)
+    return outcome
+
+
+@task(name="evaluate", tags=["gpu"], cache_policy=NO_CACHE)
+def evaluate(
+    candidates: list[ModelRef],
+    clean: DatasetRef,
+    prompts_file: str | None,
+    prompts_corpus: DatasetRef | None,
+    params: EvalParams,
+    settings: Settings,
+    val_fraction: float,
+) -> Promotion:
+    """Tag `gpu`. The night's versions and the latest, on the home's fixed evaluation set (made from
+    this corpus and the night's prompts on first use); promotion follows the evaluation."""
+    from pathlib import Path
+
+    from tasks.evaluate.eval_set import freeze_eval_set
+    from tasks.evaluate.stage import evaluate_and_promote
+
+    prompts, _ = night_prompts(prompts_file, prompts_corpus, val_fraction)
+    eval_set = freeze_eval_set(settings, Path(location(clean.path)), prompts, params, val_fraction)
+    db = open_database(settings.database_url)
+    promotion = evaluate_and_promote(
+        db,
+        candidates,
+        eval_set,
+        params,
+        corpus_index(settings, clean),
+        PrefectProgress("evaluate-progress", "Evaluating"),
+    )
+    publish_evaluations(promotion)
+    return promotion
 
 
 @task(name="generate", cache_policy=NO_CACHE)
@@ -172,13 +236,9 @@ def generate(
 ) -> GenerateResult:
     """Drafts for every prompt x sample of this run that is not there yet. Prompts come from the file,
     else from `corpus` (the openings of its held-out documents) when given, else the shipped ones."""
-    from tasks.generate.prompts import load_prompts, prompts_from_corpus
     from tasks.generate.stage import generate_drafts
 
-    if prompts_file or corpus is None:
-        prompts, source = load_prompts(prompts_file), f"the prompts file {prompts_file or '(shipped defaults)'}"
-    else:
-        prompts, source = prompts_from_corpus(location(corpus.path), val_fraction=val_fraction)
+    prompts, source = night_prompts(prompts_file, corpus, val_fraction)
     result = generate_drafts(
         model,
         prompts,
@@ -190,6 +250,18 @@ def generate(
     result.prompts_source = source
     publish_generate_samples(result.samples, result.tokens_per_second, result.drafts_new)
     return result
+
+
+def night_prompts(
+    prompts_file: str | None, corpus: DatasetRef | None, val_fraction: float
+) -> tuple[list[PromptRow], str]:
+    """(prompts, where they came from): the file, else the openings of `corpus`'s held-out
+    documents when given, else the shipped ones."""
+    from tasks.generate.prompts import load_prompts, prompts_from_corpus
+
+    if prompts_file or corpus is None:
+        return load_prompts(prompts_file), f"the prompts file {prompts_file or '(shipped defaults)'}"
+    return prompts_from_corpus(location(corpus.path), val_fraction=val_fraction)
 
 
 # -- review -------------------------------------------------------------------------------------------------

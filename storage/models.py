@@ -82,6 +82,42 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     method: Mapped[str] = mapped_column(String(16), default="full")  # full | lora (an adapter over `base`)
     trainable_params: Mapped[int | None] = mapped_column(BigInteger)
+    # a version made by preference tuning: method, pairs, what the trainer reported (None: supervised)
+    preference: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+
+
+class ModelEvaluation(Base):
+    """One evaluation of a model version on the home's fixed evaluation set (one row a version)."""
+
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), unique=True)
+    eval_set: Mapped[str] = mapped_column(String(64))  # fingerprint of the held-out texts, prompts and seeds
+    bits_per_byte: Mapped[float | None] = mapped_column(Float)
+    by_source: Mapped[dict[str, Any]] = mapped_column(default=dict)  # source -> bits_per_byte, documents, bytes
+    draft_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvaluationDraft(Base):
+    """A draft written for the fixed evaluation prompts: kept to compare versions, never queued."""
+
+    __tablename__ = "evaluation_drafts"
+    __table_args__ = (
+        UniqueConstraint("model_version_id", "prompt_key", "seed", name="uq_evaluation_drafts_version_prompt_seed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    prompt_key: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    new_tokens: Mapped[int] = mapped_column(Integer)
+    stopped: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Prompt(Base):

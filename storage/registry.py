@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,18 +87,25 @@ def register_model_version(db: Database, staged_dir: Path, models_dir: Path, **f
 
 
 def version_of_run(db: Database, run_id: str) -> ModelInfo | None:
-    """The version a run registered already (a retried or resumed run registers no second one)."""
-    with db.session() as session:
-        row = session.scalars(select(ModelVersion).where(ModelVersion.run_id == run_id).limit(1)).first()
-        return _info(row) if row else None
-
-
-def latest_model_version(db: Database) -> ModelInfo | None:
-    """The newest promoted version: what a run with no base model continues from."""
+    """The supervised version a run registered already (a retried or resumed run registers no second
+    one); a preference-tuned version the same run made after it is not this one."""
     with db.session() as session:
         row = session.scalars(
             select(ModelVersion)
-            .where(ModelVersion.promoted.is_(True))
+            .where(ModelVersion.run_id == run_id, ModelVersion.preference.is_(None))
+            .order_by(ModelVersion.id)
+            .limit(1)
+        ).first()
+        return _info(row) if row else None
+
+
+def latest_model_version(db: Database, excluding: Collection[int] = ()) -> ModelInfo | None:
+    """The newest promoted version: what a run with no base model continues from (`excluding`: the
+    candidates' own ids, when the latest they are measured against must be another version)."""
+    with db.session() as session:
+        row = session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.promoted.is_(True), ModelVersion.id.not_in(list(excluding)))
             .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
             .limit(1)
         ).first()
@@ -118,3 +126,12 @@ def get_model_version(db: Database, name_or_id: str | int) -> ModelInfo:
                 "(see `draftflow status` for the registered versions)"
             )
         return _info(row)
+
+
+def set_promoted(db: Database, version_id: int, promoted: bool) -> None:
+    """Record the evaluation's promotion decision on the version."""
+    with db.transaction() as session:
+        row = session.get(ModelVersion, version_id)
+        if row is None:
+            raise NotFoundError(f"model version {version_id} is not in the registry")
+        row.promoted = promoted

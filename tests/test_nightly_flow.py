@@ -53,10 +53,16 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
         "clean",
         "tokenize",
         "fine_tune",
+        "preference_tune",
+        "evaluate",
         "generate",
         "queue_for_review",
     ]
     assert first.editor_approved_source is None and first.leases_expired == 0
+    # evaluated on the home's fixed set, which the first night made; the drafts came from v0001
+    assert set(first.evaluation) == {"v0001"} and first.evaluation["v0001"]["bits_per_byte"] > 0
+    assert first.evaluation["v0001"]["drafts"] == 3 * 2 and first.drafts_model_version == "v0001"
+    assert first.preference["skipped"].startswith("preference tuning skipped: 0 new preference pairs")
     assert first.recovered == {"crashed_runs": [], "debris": [], "drafts_queued": 0}  # nothing to recover
 
     db = open_database(settings.database_url)
@@ -91,6 +97,10 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
 
         assert "data:image/png;base64," in by_key("fine-tune-loss-curve")[0].data
         assert "perplexity" in str(by_key("fine-tune-metrics")[0].data)
+        (evaluated,) = by_key("model-v0001-evaluation")
+        assert (
+            evaluated.type == "table" and "bits_per_byte" in str(evaluated.data) and "repetition" in str(evaluated.data)
+        )
 
     # Editors work between the nights: one draft edited and approved, one claim left to expire.
     from tasks.review import actions as editor
@@ -108,8 +118,9 @@ def test_nightly_runs_all_six_stages_and_the_next_night_continues(
     assert second.documents_ingested == first.documents_ingested + 1
     assert second.base_model == "version:1" and second.model_version == "v0002"
     assert second.tokenizer_id == first.tokenizer_id
-    assert first.model_promoted and first.promotion == "first model version"
-    assert "v0001 on the same validation blocks" in second.promotion
+    assert first.model_promoted and first.promotion.startswith("v0001: promoted: first evaluated version")
+    assert "bits per byte for v0001" in second.promotion and set(second.evaluation) == {"v0002"}
+    assert second.drafts_model_version == ("v0002" if second.model_promoted else "v0001")
     with db.session() as s:
         assert s.get(ModelVersion, 2).parent_id == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Draft)) == 2 * expected

@@ -124,7 +124,7 @@ def test_processes_opening_a_fresh_sqlite_database_at_once_migrate_it_once(tmp_p
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     for done in _open_in_processes(url):
         assert done.returncode == 0, done.stderr[-2000:]
-    assert _revision(url) == "0006"
+    assert _revision(url) == "0007"
 
 
 @pytest.mark.slow
@@ -136,4 +136,4 @@ def test_processes_opening_a_fresh_postgres_database_at_once_migrate_it_once(pos
     url = postgres_url.rsplit("/", 1)[0] + "/fresh_migrations"
     for done in _open_in_processes(url):
         assert done.returncode == 0, done.stderr[-2000:]
-    assert _revision(url) == "0006"
+    assert _revision(url) == "0007"

@@ -20,7 +20,7 @@ def test_migration_creates_every_table_once(db: Database) -> None:
     tables = set(sa.inspect(db.engine).get_table_names())
     assert {"runs", "model_versions", "prompts", "drafts", "review_events", "alembic_version"} <= tables
     with db.session() as s:
-        assert s.execute(sa.text("select version_num from alembic_version")).scalar() == "0006"
+        assert s.execute(sa.text("select version_num from alembic_version")).scalar() == "0007"
     again = Database(db.url)  # a second open finds the schema current and changes nothing
     assert set(sa.inspect(again.engine).get_table_names()) == tables
     again.dispose()

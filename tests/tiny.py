@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flows.params import NightlyParams
 from tasks.clean.params import CleanParams
+from tasks.evaluate.params import EvalParams
 from tasks.generate.params import GenerationParams
 from tasks.review.params import CheckParams
 from tasks.tokenize.params import TokenizeParams
@@ -26,6 +27,7 @@ GENERATE = GenerationParams(samples_per_prompt=2, max_new_tokens=8, batch_size=4
 # A 1-layer model's 8-token drafts are rarely 3 words: tests of the flow route them all to the pending
 # queue, tests of the checks use their own CheckParams.
 CHECKS = CheckParams(min_new_words=0, max_echo_share=1.0)
+EVALUATE = EvalParams(documents=8, max_bytes=16_384, prompts=3, seeds=2, max_new_tokens=8)
 
 
 def nightly_params(corpus: str, prompts: str, home: str, base_model: str | None = None) -> NightlyParams:
@@ -39,4 +41,5 @@ def nightly_params(corpus: str, prompts: str, home: str, base_model: str | None 
         training=TRAIN,
         generation=GENERATE,
         checks=CHECKS,
+        evaluation=EVALUATE,
     )

@@ -33,6 +33,7 @@ RECENT_EXPORTS = 20  # shown on the export page
 
 @router.get("/metrics")
 def metrics_page(request: Request, account: SignedIn, db: Db) -> Response:
+    from tasks.evaluate.report import version_rows
     from tasks.review.metrics import desk_metrics  # pulls rapidfuzz: loaded when the page is first opened
 
     night = request.query_params.get("night") or None
@@ -48,6 +49,7 @@ def metrics_page(request: Request, account: SignedIn, db: Db) -> Response:
             "model": version,
             "nights": nights(db),
             "versions": model_versions(db),
+            "versions_table": version_rows(db),
         },
     )
 

@@ -160,6 +160,7 @@ def train_model(
     run_id: str | None = None,
     progress: Progress = no_progress,
     pairs: ChatPairsRef | None = None,
+    defer_promotion: bool = False,
 ) -> ModelRef:
     """Train within the budget (resuming this run's checkpoint if there is one), keep the best
     weights, save with `save_pretrained` and register a model version.
@@ -167,7 +168,8 @@ def train_model(
     Under `torchrun` (WORLD_SIZE > 1) the same loop runs with DistributedDataParallel: gloo on CPU,
     NCCL on GPUs; rank 0 saves and registers, and every rank returns the registered version.
     `pairs`: editor-approved drafts of a chat model, trained beside the corpus with the loss on the
-    approved answers only.
+    approved answers only. `defer_promotion`: register the version unpromoted, for an evaluation
+    that decides after it (the nightly flow's).
     """
     registered = version_of_run(db, run_id) if run_id else None
     if registered is not None:  # a retry of a run that got as far as registering: at most one version per run
@@ -278,7 +280,7 @@ def train_model(
         metrics["perplexity"],
     )
     ref = (
-        _save_and_register(model, tokens, base, params, metrics, db, settings, run_id, val_blocks)
+        _save_and_register(model, tokens, base, params, metrics, db, settings, run_id, val_blocks, defer_promotion)
         if rank == 0
         else None
     )
@@ -326,14 +328,19 @@ def _save_and_register(
     settings: Settings,
     run_id: str | None,
     val_blocks: np.ndarray,
+    defer_promotion: bool = False,
 ) -> ModelRef:
     device = next(model.parameters()).device
-    promoted, note = decide_promotion(
-        metrics["val_loss"],
-        tokens.tokenizer.tokenizer_id,
-        latest_model_version(db),
-        lambda path: evaluate(load_causal_lm(path).to(device), val_blocks, params, device),
-        params.promotion_tolerance,
+    promoted, note = (
+        (False, "awaiting evaluation")
+        if defer_promotion
+        else decide_promotion(
+            metrics["val_loss"],
+            tokens.tokenizer.tokenizer_id,
+            latest_model_version(db),
+            lambda path: evaluate(load_causal_lm(path).to(device), val_blocks, params, device),
+            params.promotion_tolerance,
+        )
     )
     metrics = {**metrics, "promoted": promoted, "promotion": note}
     log.info("promotion: %s", note)
