@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from storage.db import close_databases, open_database
-from storage.models import Draft, ModelVersion, Run
+from storage.models import Draft, ModelEvaluation, ModelVersion, Run
 from storage.settings import Settings
 from tasks.recovery import DEBRIS_PATTERNS
 from tests.cli_helpers import kill_when
@@ -80,6 +80,7 @@ BOUNDARIES: dict[str, Callable[[Path], bool]] = {
     "after tokenize": lambda h: (h / "tokens" / "latest.json").is_file(),
     "inside fine-tune": lambda h: _has(h / "checkpoints" / RUN_ID, "step-0000010"),
     "after fine-tune": lambda h: _count(h, sa.select(sa.func.count()).select_from(ModelVersion)) >= 1,
+    "inside evaluate": lambda h: _count(h, sa.select(sa.func.count()).select_from(ModelEvaluation)) >= 1,
     "inside generate": lambda h: _count(h, sa.select(sa.func.count()).select_from(Draft)) >= 2,
     "after generate": lambda h: _count(h, sa.select(sa.func.count()).select_from(Draft)) >= PROMPTS * SAMPLES,
 }

@@ -123,7 +123,7 @@ def freeze_eval_set(
     )
     path = eval_set_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_suffix(".json.tmp")
+    staged = path.with_name(f".{path.name}.partial")  # a kill leaves debris that recovery removes
     staged.write_text(json.dumps(asdict(eval_set) | {"fingerprint": eval_set.fingerprint}, indent=1))
     os.replace(staged, path)  # a reader sees the whole set or none
     return eval_set
