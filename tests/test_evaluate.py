@@ -119,6 +119,11 @@ def test_promotion_follows_bits_per_byte_and_the_draft_guards() -> None:
     ok, why = decide(loop, old, params)
     assert not ok and "repeats itself more (repetition 0.400 vs 0.100" in why and "echoes its prompts more" in why
     assert decide(loop, None, params)[0]  # the first version has nothing to be worse than
+    # a preference-tuned version may trade up to preference_bpb_tolerance (5%) of likelihood, no more
+    tuned = Scored("v0003", 2.08, dict(old.metrics), preference_tuned=True)
+    assert decide(tuned, old, params)[0] and not decide(Scored("v0003", 2.08, dict(old.metrics)), old, params)[0]
+    ok, why = decide(Scored("v0003", 2.2, dict(old.metrics), preference_tuned=True), old, params)
+    assert not ok and "tolerance 5%" in why
 
 
 def _second_version(tiny_model: ModelRef, settings: Settings, db: Database) -> ModelRef:

@@ -23,6 +23,12 @@ class EvalParams(Params):
     bpb_tolerance: float = Field(
         0.02, ge=0, description="Promote unless bits per byte is worse than the latest's by more than this share."
     )
+    preference_bpb_tolerance: float = Field(
+        0.05,
+        ge=0,
+        description="The same for a preference-tuned version, which trades some likelihood of the corpus for "
+        "what editors prefer.",
+    )
     max_repetition_rise: float = Field(
         0.05, ge=0, description="Not promoted if the drafts' repetition rises by more than this (absolute)."
     )

@@ -39,8 +39,8 @@ class Evaluation:
     draft_metrics: dict[str, Any]
     seconds: float
 
-    def scored(self) -> Scored:
-        return Scored(self.version, self.bits_per_byte, self.draft_metrics)
+    def scored(self, preference_tuned: bool = False) -> Scored:
+        return Scored(self.version, self.bits_per_byte, self.draft_metrics, preference_tuned)
 
 
 def evaluate_version(
@@ -149,7 +149,11 @@ def evaluate_and_promote(
         ok, note = (
             (False, "not promoted: an earlier candidate was")
             if promoted
-            else decide(evaluation.scored(), incumbent.scored() if incumbent else None, params)
+            else decide(
+                evaluation.scored(_preference_tuned(db, candidate.version_id)),
+                incumbent.scored() if incumbent else None,
+                params,
+            )
         )
         set_promoted(db, candidate.version_id, ok)
         notes.append(f"{candidate.name}: {note}")
@@ -157,6 +161,14 @@ def evaluate_and_promote(
         if ok:
             promoted = candidate
     return Promotion(promoted, "; ".join(notes), done)
+
+
+def _preference_tuned(db: Database, version_id: int) -> bool:
+    from storage.models import ModelVersion
+
+    with db.session() as session:
+        row = session.get(ModelVersion, version_id)
+        return bool(row is not None and row.preference)
 
 
 def _round(value: float | None) -> float | None:

@@ -3,8 +3,8 @@
 - drafts: one row per draft of a status (default approved): the final text, the model's text,
   who decided and when, and where it came from (run, model version, prompt, seed, parameters).
 - preferences: (prompt, chosen, rejected) pairs for preference tuning (DPO-style):
-  an edited approved draft gives (edited text > model text); within one prompt, an approved
-  draft beats each rejected one (approved final text > rejected model text).
+  an edited approved draft gives (edited text > model text); within one prompt and one night, an
+  approved draft beats each rejected one (approved final text > rejected model text).
 
 Drafts are read in keyset pages of PAGE rows, so memory stays bounded at any queue size.
 """
@@ -128,7 +128,10 @@ def _pairs_of(group: list[tuple[Draft, Prompt, str]]) -> Iterator[dict[str, Any]
         if d.current_text != d.original_text:
             yield _pair(p, d.current_text, d.original_text, "edited_vs_model", d.id, d.id, v)
         for r, _, _ in rejected:
-            yield _pair(p, d.current_text, r.original_text, "approved_vs_rejected", d.id, r.id, v)
+            # the same night only: one model, one prompt, two samples. Across nights the pairs of a
+            # prompt that comes back every night would grow with the square of the nights.
+            if r.run_id == d.run_id:
+                yield _pair(p, d.current_text, r.original_text, "approved_vs_rejected", d.id, r.id, v)
 
 
 def _pair(
