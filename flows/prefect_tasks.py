@@ -47,9 +47,8 @@ from tasks.train.params import TrainParams
 from tasks.train.preference_params import PreferenceParams
 
 if TYPE_CHECKING:  # torch and TRL: imported when a model stage runs, not with the flow
-    from tasks.train.preference import PreferenceOutcome
-
     from tasks.evaluate.stage import Promotion
+    from tasks.train.preference import PreferenceOutcome
 
 
 def retry_unless_user_error(_task: Any, _task_run: Any, state: Any) -> bool:
