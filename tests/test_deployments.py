@@ -151,7 +151,13 @@ def _night(params: NightlyParams, settings: Settings, overrides: dict[str, Any] 
 def _flow_run_logs(client: Any, flow_run_id: str) -> list[Any]:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    # every page: a night logs more lines than one page holds (the API's page is 200 at most)
+    logs: list[Any] = []
+    while page := client.read_logs(
+        LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=len(logs)
+    ):
+        logs += page
+    return logs
 
 
 def _webhook() -> tuple[str, list[dict[str, Any]]]:
