@@ -91,8 +91,11 @@ def test_serve_registers_the_deployments_and_a_triggered_night_writes_drafts(
                 statuses = {status for (status,) in s.execute(sa.select(Draft.status)).all()}
             assert statuses == {"pending"}
             assert first["cached_stages"] == [] and first["editor_approved_source"] is None
-            stage_loggers = {log.name for log in _flow_run_logs(client, first["run_id"])}
-            assert {"draftflow.finetune", "draftflow.generate"} <= stage_loggers, stage_loggers  # under a worker
+            # under a worker; its last lines reach the server's log table a moment after the run ends
+            wanted, deadline = {"draftflow.finetune", "draftflow.generate"}, time.monotonic() + 60
+            while not wanted <= (stage_loggers := {log.name for log in _flow_run_logs(client, first["run_id"])}):
+                assert time.monotonic() < deadline, stage_loggers
+                time.sleep(1)
 
             draft = editor.claim(db, "ann")
             assert draft is not None
